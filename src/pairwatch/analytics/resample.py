@@ -1,0 +1,208 @@
+"""Incremental OHLCV bars per symbol and timeframe, bucketed by exchange trade time.
+
+Policy (documented in docs/bars.md):
+- A bar ``[ts, ts + length)`` is aligned to the Unix epoch (UTC) and keyed by its open time.
+- It closes when a trade at or after its end arrives, or when ``advance(watermark)`` is
+  called with a watermark at or past its end (the daemon passes wall clock minus a grace
+  period, so quiet symbols still close).
+- Empty intervals between two bars are, with ``fill="carry"``, emitted as flagged bars that
+  carry the last close with zero volume; with ``fill="none"`` they are skipped.
+- A trade older than a bar that is already closed (in any timeframe) is *late*: it is
+  counted and dropped, so a closed bar is never rewritten and all timeframes stay consistent.
+
+Sums use Kahan compensation, in the same order of operations as pandas' grouped sum, so
+the bars equal a pandas ``resample`` oracle exactly for in-order data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from pairwatch.events import Bar
+
+FillPolicy = Literal["carry", "none"]
+
+
+class _OpenBar:
+    """Mutable accumulator of one symbol × timeframe (internal to ``SymbolBars``)."""
+
+    __slots__ = (
+        "close",
+        "count",
+        "end",
+        "high",
+        "label",
+        "last_close",
+        "length",
+        "low",
+        "next_start",
+        "open",
+        "qv",
+        "qv_c",
+        "start",
+        "tb",
+        "tb_c",
+        "vol",
+        "vol_c",
+    )
+
+    def __init__(self, label: str, length: int) -> None:
+        self.label = label
+        self.length = length
+        self.start = -1
+        """Open time of the open bar, or -1 when no bar is open."""
+        self.end = -1
+        self.next_start = -1
+        """Open time of the next bar to emit (fill bars start here), or -1 before any bar."""
+        self.last_close = math.nan
+        self.open = self.high = self.low = self.close = math.nan
+        self.vol = self.vol_c = self.qv = self.qv_c = self.tb = self.tb_c = 0.0
+        self.count = 0
+
+
+class SymbolBars:
+    """Build the bars of one symbol for several timeframes from its trades."""
+
+    __slots__ = ("_bars", "_fill", "_min_ts", "late", "symbol")
+
+    def __init__(
+        self, symbol: str, timeframes: Sequence[tuple[str, int]], *, fill: FillPolicy = "carry"
+    ) -> None:
+        self.symbol = symbol
+        self._bars = [_OpenBar(label, length) for label, length in timeframes]
+        self._fill = fill
+        self._min_ts = -(2**62)
+        """Trades before this time would fall in a closed bar: they are late."""
+        self.late = 0
+
+    def add(
+        self, ts: int, price: float, qty: float, buyer_is_maker: bool, count: int, out: list[Bar]
+    ) -> bool:
+        """Add one trade; append the bars it closes to ``out``. Return False if it was late."""
+        if ts < self._min_ts:
+            self.late += 1
+            return False
+        quote = price * qty
+        for bar in self._bars:
+            if ts >= bar.end:
+                start = ts - ts % bar.length
+                if bar.start >= 0:
+                    out.append(self._emit(bar))
+                if bar.next_start >= 0 and self._fill == "carry":
+                    self._emit_fills(bar, start, out)
+                bar.start = start
+                bar.end = start + bar.length
+                bar.open = bar.high = bar.low = price
+                bar.vol = bar.vol_c = bar.qv = bar.qv_c = bar.tb = bar.tb_c = 0.0
+                bar.count = 0
+            elif price > bar.high:
+                bar.high = price
+            elif price < bar.low:
+                bar.low = price
+            bar.close = price
+            bar.count += count
+            # Kahan summation, step for step as pandas' group_sum does it.
+            y = qty - bar.vol_c
+            t = bar.vol + y
+            bar.vol_c = t - bar.vol - y
+            bar.vol = t
+            y = quote - bar.qv_c
+            t = bar.qv + y
+            bar.qv_c = t - bar.qv - y
+            bar.qv = t
+            if not buyer_is_maker:
+                y = qty - bar.tb_c
+                t = bar.tb + y
+                bar.tb_c = t - bar.tb - y
+                bar.tb = t
+        return True
+
+    def advance(self, watermark: int, out: list[Bar]) -> None:
+        """Close the bars (and, with carry, empty intervals) ending at or before ``watermark``."""
+        for bar in self._bars:
+            if bar.start >= 0 and bar.end <= watermark:
+                out.append(self._emit(bar))
+            if bar.next_start >= 0 and self._fill == "carry":
+                limit = watermark - watermark % bar.length
+                self._emit_fills(bar, limit, out)
+                self._min_ts = max(self._min_ts, bar.next_start)
+
+    def open_bars(self) -> list[Bar]:
+        """Return snapshots of the open bars (``closed=False``) for a checkpoint."""
+        return [self._snapshot(bar, closed=False) for bar in self._bars if bar.start >= 0]
+
+    def resume(self, bar: Bar) -> None:
+        """Restore state from a stored bar: reopen it if it was open, else continue after it."""
+        for state in self._bars:
+            if state.label != bar.timeframe:
+                continue
+            if bar.closed:
+                state.start = state.end = -1
+                state.next_start = bar.ts + state.length
+                self._min_ts = max(self._min_ts, state.next_start)
+            else:
+                state.start, state.end = bar.ts, bar.ts + state.length
+                state.next_start = bar.ts
+                state.open, state.high, state.low, state.close = (
+                    bar.open,
+                    bar.high,
+                    bar.low,
+                    bar.close,
+                )
+                state.vol, state.qv, state.tb = bar.volume, bar.quote_volume, bar.taker_buy_volume
+                state.vol_c = state.qv_c = state.tb_c = 0.0
+                state.count = bar.trades
+                self._min_ts = max(self._min_ts, bar.ts)
+            state.last_close = bar.close
+
+    def _emit(self, bar: _OpenBar) -> Bar:
+        snapshot = self._snapshot(bar, closed=True)
+        bar.last_close = bar.close
+        bar.next_start = bar.end
+        self._min_ts = max(self._min_ts, bar.end)
+        bar.start = bar.end = -1
+        return snapshot
+
+    def _emit_fills(self, bar: _OpenBar, until: int, out: list[Bar]) -> None:
+        price = bar.last_close
+        ts = bar.next_start
+        while ts < until:
+            out.append(
+                Bar(
+                    self.symbol,
+                    bar.label,
+                    ts,
+                    price,
+                    price,
+                    price,
+                    price,
+                    0.0,
+                    0.0,
+                    math.nan,
+                    0,
+                    0.0,
+                    filled=True,
+                )
+            )
+            ts += bar.length
+        bar.next_start = ts
+
+    def _snapshot(self, bar: _OpenBar, *, closed: bool) -> Bar:
+        vol = bar.vol
+        return Bar(
+            self.symbol,
+            bar.label,
+            bar.start,
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            vol,
+            bar.qv,
+            bar.qv / vol if vol > 0.0 else math.nan,
+            bar.count,
+            bar.tb,
+            closed=closed,
+        )

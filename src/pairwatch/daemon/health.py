@@ -1,0 +1,82 @@
+"""Health counters of the running daemon, kept in one place for /status and /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(slots=True)
+class LagWindow:
+    """Feed lag samples (receive time − exchange time, ms) over a bounded ring buffer."""
+
+    size: int = 4096
+    _values: npt.NDArray[np.int64] = field(init=False)
+    _n: int = 0
+
+    def __post_init__(self) -> None:
+        self._values = np.zeros(self.size, dtype=np.int64)
+
+    def add(self, lag_ms: int) -> None:
+        """Record one lag sample."""
+        self._values[self._n % self.size] = lag_ms
+        self._n += 1
+
+    def percentiles(self) -> tuple[float, float, float]:
+        """Return (p50, p99, max) of the samples in the window; NaNs when empty."""
+        n = min(self._n, self.size)
+        if n == 0:
+            return (float("nan"),) * 3
+        window = self._values[:n]
+        p50, p99 = np.percentile(window, [50, 99])
+        return float(p50), float(p99), float(window.max())
+
+
+@dataclass(slots=True)
+class Health:
+    """Counters of every stage; plain attributes so the hot path pays one increment."""
+
+    started_at: float = field(default_factory=time.time)
+    frames: int = 0
+    """Frames received from the feed (any kind)."""
+    accepted: int = 0
+    """Trades that passed validation and dedup."""
+    rejected: Counter[str] = field(default_factory=Counter)
+    """Rejected frames and trades by reason (malformed_json, duplicate, late, …)."""
+    connects: int = 0
+    reconnects: int = 0
+    connections_open: int = 0
+    gaps: int = 0
+    missed_ids: int = 0
+    bars_closed: int = 0
+    last_trade_recv: dict[str, int] = field(default_factory=dict)
+    """Per symbol: local receive time of its last accepted trade (epoch ms)."""
+    last_event: dict[str, int] = field(default_factory=dict)
+    """Per symbol: exchange time of its last accepted trade (epoch ms)."""
+    lag: LagWindow = field(default_factory=LagWindow)
+    queue_depths: dict[str, Callable[[], int]] = field(default_factory=dict)
+    """Named callables returning the current depth of each queue."""
+
+    def snapshot(self) -> dict[str, object]:
+        """Return a JSON-ready view of every counter."""
+        p50, p99, lag_max = self.lag.percentiles()
+        return {
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "frames": self.frames,
+            "accepted": self.accepted,
+            "rejected": dict(self.rejected),
+            "connects": self.connects,
+            "reconnects": self.reconnects,
+            "connections_open": self.connections_open,
+            "gaps": self.gaps,
+            "missed_ids": self.missed_ids,
+            "bars_closed": self.bars_closed,
+            "lag_ms": {"p50": p50, "p99": p99, "max": lag_max},
+            "last_trade_recv": dict(self.last_trade_recv),
+            "queues": {name: depth() for name, depth in self.queue_depths.items()},
+        }

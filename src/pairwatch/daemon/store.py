@@ -1,0 +1,290 @@
+"""Open (and migrate) the SQLite store, and read it back.
+
+Every connection runs in autocommit mode (``isolation_level=None``): writers open
+their transactions explicitly with ``BEGIN IMMEDIATE`` so a transaction never has
+to upgrade a read lock to a write lock (which fails instead of waiting).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pairwatch import __version__
+from pairwatch.analytics.timeframes import parse_timeframe
+from pairwatch.daemon.schema import (
+    APPLICATION_ID,
+    BAR_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+)
+from pairwatch.errors import StoreError
+from pairwatch.events import Bar
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUSY_TIMEOUT_MS = 5_000
+
+_BAR_SELECT = f"SELECT {', '.join(BAR_COLUMNS)} FROM bars"  # noqa: S608 -- constant column list
+
+
+def open_store(
+    path: Path | str,
+    *,
+    readonly: bool = False,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    check_same_thread: bool = True,
+) -> sqlite3.Connection:
+    """Open the store at ``path``, creating and migrating it unless ``readonly``.
+
+    Raises ``StoreError`` when the file is not an SQLite database, belongs to
+    another application, or has a schema version this code does not know.
+    """
+    db = Path(path)
+    try:
+        if readonly:
+            if not db.is_file():
+                raise StoreError(f"cannot open store {db}: no such database file")
+            conn = sqlite3.connect(
+                f"{db.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                timeout=busy_timeout_ms / 1000,
+                check_same_thread=check_same_thread,
+            )
+        else:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                db,
+                isolation_level=None,
+                timeout=busy_timeout_ms / 1000,
+                check_same_thread=check_same_thread,
+            )
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open store {db}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if readonly:
+            conn.execute("PRAGMA query_only = ON")
+            _check_readable(conn, db)
+        else:
+            _configure_writable(conn, db)
+            migrate(conn, db)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        kind = "is not an SQLite database" if _is_not_a_db(exc) else "cannot be opened"
+        raise StoreError(f"store {db} {kind}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """Return the database's ``PRAGMA user_version``."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, name: Path | str = "store") -> None:
+    """Apply every pending migration step, each in its own transaction."""
+    while True:
+        version = schema_version(conn)
+        _check_not_newer(version, name)
+        if version == SCHEMA_VERSION:
+            break
+        with transaction(conn):
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = schema_version(conn)
+            _check_not_newer(version, name)
+            if version == SCHEMA_VERSION:
+                continue
+            if version == 0:
+                _check_unclaimed(conn, name)
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        logger.info("store %s migrated to schema version %d", name, version + 1)
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('app_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+            "WHERE value IS NOT excluded.value",
+            (__version__,),
+        )
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Run the block in one ``BEGIN IMMEDIATE`` transaction; roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def load_symbol_state(
+    conn: sqlite3.Connection, market: str, stream: str
+) -> dict[str, tuple[int, int]]:
+    """Return ``{symbol: (last_trade_id, last_trade_ts)}`` of one market and stream."""
+    rows = conn.execute(
+        "SELECT symbol, last_trade_id, last_trade_ts FROM symbol_state "
+        "WHERE market = ? AND stream = ?",
+        (market, stream),
+    )
+    return {symbol: (int(last_id), int(last_ts)) for symbol, last_id, last_ts in rows}
+
+
+def load_latest_bars(
+    conn: sqlite3.Connection, symbols: Iterable[str], timeframes: Iterable[str]
+) -> dict[tuple[str, str], Bar]:
+    """Return the newest stored bar of every symbol and timeframe that has one."""
+    latest: dict[tuple[str, str], Bar] = {}
+    frames = list(timeframes)
+    for symbol in symbols:
+        for timeframe in frames:
+            row = conn.execute(
+                f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ? ORDER BY ts DESC LIMIT 1",
+                (symbol, timeframe),
+            ).fetchone()
+            if row is not None:
+                latest[symbol, timeframe] = bar_from_row(row)
+    return latest
+
+
+def read_bars(
+    conn: sqlite3.Connection,
+    symbol: str,
+    timeframe: str,
+    start: int | None = None,
+    end: int | None = None,
+) -> list[Bar]:
+    """Return the bars with ``start <= ts < end`` (either bound optional), oldest first."""
+    sql = f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ?"
+    params: list[object] = [symbol, timeframe]
+    if start is not None:
+        sql += " AND ts >= ?"
+        params.append(start)
+    if end is not None:
+        sql += " AND ts < ?"
+        params.append(end)
+    return [bar_from_row(row) for row in conn.execute(f"{sql} ORDER BY ts", params)]
+
+
+def finalize_open_bars(
+    conn: sqlite3.Connection, before_ts: int, *, now_ms: int | None = None
+) -> int:
+    """Mark open bars (``closed = 0``) that end at or before ``before_ts`` closed.
+
+    Returns how many bars changed. Runs in one transaction on ``conn``; meant for
+    start-up, before the writer takes over (it waits for the write lock otherwise).
+    """
+    updated_at = int(time.time() * 1000) if now_ms is None else now_ms
+    changed = 0
+    with transaction(conn):
+        frames = [
+            row[0] for row in conn.execute("SELECT DISTINCT timeframe FROM bars WHERE closed = 0")
+        ]
+        for timeframe in frames:
+            try:
+                length = parse_timeframe(timeframe)
+            except ValueError:
+                logger.warning("open bars with unknown timeframe %r left open", timeframe)
+                continue
+            cursor = conn.execute(
+                "UPDATE bars SET closed = 1, updated_at = ? "
+                "WHERE closed = 0 AND timeframe = ? AND ts <= ?",
+                (updated_at, timeframe, before_ts - length),
+            )
+            changed += cursor.rowcount
+    return changed
+
+
+def count_rows(conn: sqlite3.Connection, table: str) -> int:
+    """Return the number of rows in one of the store's tables."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}: expected one of {', '.join(TABLES)}")
+    sql = f"SELECT count(*) FROM {table}"  # noqa: S608 -- table checked against TABLES
+    return int(conn.execute(sql).fetchone()[0])
+
+
+def bar_from_row(row: Sequence[Any]) -> Bar:
+    """Build a ``Bar`` from a row of ``BAR_COLUMNS`` (NULL vwap becomes NaN)."""
+    vwap = row[9]
+    return Bar(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        math.nan if vwap is None else vwap,
+        row[10],
+        row[11],
+        bool(row[12]),
+        bool(row[13]),
+    )
+
+
+def _configure_writable(conn: sqlite3.Connection, name: Path) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        logger.warning(
+            "store %s: journal_mode is %s, not WAL; readers may block the writer", name, mode
+        )
+    # NORMAL in WAL mode: a commit survives a crash of the process, not a power cut.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA journal_size_limit = 67108864")
+
+
+def _check_readable(conn: sqlite3.Connection, name: Path) -> None:
+    version = schema_version(conn)
+    _check_not_newer(version, name)
+    application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if version == 0 or application_id != APPLICATION_ID:
+        raise StoreError(f"store {name} is not a pairwatch database (no pairwatch schema)")
+    if version < SCHEMA_VERSION:
+        raise StoreError(
+            f"store {name} has schema version {version}, older than {SCHEMA_VERSION}: "
+            "open it read-write once (start the daemon) to migrate it"
+        )
+
+
+def _check_not_newer(version: int, name: Path | str) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {name} has schema version {version}, newer than this pairwatch "
+            f"{__version__} knows ({SCHEMA_VERSION}): upgrade pairwatch or use another file"
+        )
+
+
+def _check_unclaimed(conn: sqlite3.Connection, name: Path | str) -> None:
+    application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if application_id not in (0, APPLICATION_ID):
+        raise StoreError(
+            f"store {name} belongs to another application (application_id {application_id})"
+        )
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    if tables:
+        raise StoreError(
+            f"store {name} already holds {tables} tables but no pairwatch schema: "
+            "refusing to add ours; choose a new file"
+        )
+
+
+def _is_not_a_db(exc: sqlite3.DatabaseError) -> bool:
+    return "not a database" in str(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB"

@@ -1,0 +1,508 @@
+"""The batching store writer: one thread, one connection, one transaction per batch.
+
+Callers on the event loop only append to a queue under a short lock; the thread
+drains everything queued (up to ``batch_max_rows``) and writes it with
+``executemany`` in a single transaction. A failed commit never loses the batch:
+on ``sqlite3.OperationalError`` (disk full, locked, read-only) the same batch is
+retried with capped backoff while new items keep queueing.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pairwatch.daemon.schema import (
+    INSERT_GAPS,
+    INSERT_TICKS,
+    TIME_COLUMNS,
+    UPSERT_BARS,
+    UPSERT_FEED_STATS,
+    UPSERT_SYMBOL_STATE,
+    FeedStatsRow,
+    Row,
+    SymbolState,
+    bar_rows,
+    feed_stats_rows,
+    gap_rows,
+    purge_sql,
+    symbol_state_rows,
+    tick_rows,
+)
+from pairwatch.daemon.store import DEFAULT_BUSY_TIMEOUT_MS, open_store
+from pairwatch.errors import StoreError
+from pairwatch.events import Bar, Gap, Trade
+
+__all__ = ["FeedStatsRow", "SymbolState", "Writer"]
+
+logger = logging.getLogger(__name__)
+
+_BACKOFF_MIN_S = 0.1
+_BACKOFF_MAX_S = 5.0
+_STREAMS = ("trade", "aggTrade")
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    sql: str
+    counter: str
+    rows: Callable[[Sequence[Any], int], list[Row]]
+
+
+_BARS = _Statement(UPSERT_BARS, "bars_written", bar_rows)
+_TICKS = _Statement(INSERT_TICKS, "ticks_written", tick_rows)
+_GAPS = _Statement(INSERT_GAPS, "gaps_written", gap_rows)
+_STATES = _Statement(UPSERT_SYMBOL_STATE, "states_written", symbol_state_rows)
+_STATS = _Statement(UPSERT_FEED_STATS, "feed_stats_written", feed_stats_rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Items for one statement; runs of the same statement share one executemany."""
+
+    statement: _Statement
+    items: Sequence[Any]
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class _Purge:
+    table: str
+    before_ts: int
+    timeframe: str | None
+    size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """Bars and symbol states that must commit together: never split."""
+
+    bars: Sequence[Bar]
+    states: Sequence[SymbolState]
+
+    @property
+    def size(self) -> int:
+        return len(self.bars) + len(self.states)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    future: Future[None]
+    size: int = 0
+
+
+_Op = _Rows | _Purge | _Checkpoint | _Flush
+
+
+class Writer:
+    """Write bars, ticks, gaps, symbol state and feed stats from a dedicated thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_max_rows: int = 50_000,
+        max_queued_ticks: int = 2_000_000,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        on_connect: Callable[[sqlite3.Connection], None] | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        if batch_max_rows < 1:
+            raise ValueError(f"batch_max_rows must be >= 1, got {batch_max_rows}")
+        self._path = Path(path)
+        self._batch_max_rows = batch_max_rows
+        self._max_queued_ticks = max_queued_ticks
+        self._busy_timeout_ms = busy_timeout_ms
+        self._on_connect = on_connect
+        self._clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[_Op] = collections.deque()
+        self._queued_rows = 0
+        self._queued_ticks = 0
+        self._closed = False
+        self._stopping = False
+        self._abort = False
+        self._held: collections.deque[list[_Op]] = collections.deque()
+        """Batches taken from the queue and not yet committed, oldest first."""
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._healthy = True
+        self._logged_errors: set[str] = set()
+        self._failing_since: float | None = None
+        self._dropping_ticks = False
+        # Counters: written by the writer thread only, read from anywhere.
+        self.bars_written = 0
+        self.ticks_written = 0
+        self.gaps_written = 0
+        self.states_written = 0
+        self.feed_stats_written = 0
+        self.rows_purged = 0
+        self.transactions = 0
+        self.errors = 0
+        self.rows_dropped = 0
+        """Rows of batches that failed with a non-retryable error (a bug or a bad value)."""
+        self.ticks_dropped = 0
+        """Ticks refused because ``max_queued_ticks`` were already waiting."""
+        self.last_error: str | None = None
+        """The most recent write error; kept after recovery (see ``healthy``)."""
+        self.last_commit_at: int | None = None
+        """Epoch ms of the last successful commit."""
+
+    @property
+    def queue_depth(self) -> int:
+        """Return the rows queued or in a batch that is not yet committed."""
+        return self._queued_rows
+
+    @property
+    def healthy(self) -> bool:
+        """Return whether the thread runs and its last write attempt succeeded."""
+        thread = self._thread
+        return self._healthy and thread is not None and thread.is_alive()
+
+    def start(self) -> None:
+        """Open (and migrate) the store in the writer thread; raise ``StoreError`` on failure."""
+        if self._thread is not None or self._closed:
+            raise StoreError("writer already started or closed")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name="pairwatch-writer", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+
+    def put_bars(self, bars: Sequence[Bar]) -> None:
+        """Queue bars to upsert (a later version of a bar replaces the earlier one)."""
+        if bars:
+            self._put(_Rows(_BARS, tuple(bars)))
+
+    def put_ticks(self, trades: Sequence[Trade]) -> None:
+        """Queue raw trades to insert (duplicates by symbol and id are ignored)."""
+        if trades:
+            self._put(_Rows(_TICKS, tuple(trades)))
+
+    def put_gaps(self, gaps: Sequence[Gap]) -> None:
+        """Queue detected gaps (a gap already stored is ignored)."""
+        for gap in gaps:
+            if gap.stream not in _STREAMS:
+                raise ValueError(f"invalid gap stream {gap.stream!r}: expected trade or aggTrade")
+        if gaps:
+            self._put(_Rows(_GAPS, tuple(gaps)))
+
+    def put_symbol_state(
+        self, market: str, stream: str, states: Sequence[tuple[str, int, int]]
+    ) -> None:
+        """Queue ``(symbol, last_trade_id, last_trade_ts)`` of one market and stream."""
+        if states:
+            rows = tuple(SymbolState(market, stream, *state) for state in states)
+            self._put(_Rows(_STATES, rows))
+
+    def put_feed_stats(self, row: FeedStatsRow) -> None:
+        """Queue one feed statistics snapshot (same source and ts replaces it)."""
+        self._put(_Rows(_STATS, (row,)))
+
+    def purge(self, table: str, before_ts: int, timeframe: str | None = None) -> None:
+        """Queue a retention delete of rows older than ``before_ts`` (epoch ms)."""
+        if table not in TIME_COLUMNS:
+            raise ValueError(
+                f"cannot purge table {table!r}: expected one of {', '.join(TIME_COLUMNS)}"
+            )
+        if timeframe is not None and table != "bars":
+            raise ValueError(f"cannot purge {table} by timeframe: only bars have one")
+        self._put(_Purge(table, int(before_ts), timeframe))
+
+    def checkpoint(
+        self,
+        bars: Sequence[Bar],
+        market: str,
+        stream: str,
+        states: Sequence[tuple[str, int, int]],
+    ) -> None:
+        """Queue open bars and ``(symbol, last_id, last_ts)`` states for one transaction."""
+        if bars or states:
+            rows = tuple(SymbolState(market, stream, *state) for state in states)
+            self._put(_Checkpoint(tuple(bars), rows))
+
+    def flush(self) -> Future[None]:
+        """Return a future resolved once everything queued before it is committed."""
+        future: Future[None] = Future()
+        self._put(_Flush(future))
+        return future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the thread (give up after ``timeout`` s)."""
+        with self._cond:
+            self._closed = True
+            self._stopping = True
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is None:
+            if self._queued_rows:
+                logger.warning(
+                    "store writer closed before start: %d rows not written", self._queued_rows
+                )
+            return
+        thread.join(timeout)
+        if not thread.is_alive():
+            return
+        with self._cond:
+            self._abort = True
+            self._cond.notify_all()
+        conn = self._conn
+        if conn is not None:
+            # interrupt() is documented as safe from another thread; the conn may just close.
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                conn.interrupt()
+        thread.join(timeout)
+        logger.error(
+            "store writer did not finish within %.1f s: %d rows not written (%s)",
+            timeout,
+            self._queued_rows,
+            self.last_error,
+        )
+
+    def _put(self, op: _Op) -> None:
+        with self._cond:
+            if self._closed:
+                raise StoreError("store writer is closed")
+            if isinstance(op, _Rows) and op.statement is _TICKS:
+                # Raw ticks are optional: bound their memory while the store is failing.
+                if self._queued_ticks + op.size > self._max_queued_ticks:
+                    self.ticks_dropped += op.size
+                    if not self._dropping_ticks:
+                        self._dropping_ticks = True
+                        logger.warning(
+                            "store writer has %d ticks waiting: dropping new ticks until it "
+                            "catches up",
+                            self._queued_ticks,
+                        )
+                    return
+                self._dropping_ticks = False
+                self._queued_ticks += op.size
+            self._queue.append(op)
+            self._queued_rows += op.size
+            self._cond.notify()
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        try:
+            conn = open_store(self._path, busy_timeout_ms=self._busy_timeout_ms)
+        except StoreError as exc:
+            failure.append(exc)
+            ready.set()
+            return
+        self._conn = conn
+        try:
+            if self._on_connect is not None:
+                self._on_connect(conn)
+        except BaseException as exc:
+            self._conn = None
+            conn.close()
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        try:
+            self._loop(conn)
+        except Exception as exc:
+            # A bug in the loop itself: make it visible rather than die silently.
+            logger.exception("store writer thread failed")
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._healthy = False
+            self._fail_pending(StoreError(f"store writer stopped: {self.last_error}"))
+            self._conn = None
+            conn.close()
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        held = self._held
+        delay = 0.0
+        while True:
+            if not held:
+                batch = self._take()
+                if batch is None:
+                    return
+                held.append(batch)
+            if self._abort:
+                return
+            batch = held[0]
+            try:
+                counts = self._write(conn, batch)
+            except sqlite3.OperationalError as exc:
+                self._failed(exc)
+                delay = min(max(delay * 2, _BACKOFF_MIN_S), _BACKOFF_MAX_S)
+                with self._cond:
+                    self._cond.wait_for(lambda: self._abort, timeout=delay)
+                continue
+            except Exception as exc:
+                # Retrying cannot fix a bad value or a bug: isolate the op that fails.
+                held.popleft()
+                data = [op for op in batch if not isinstance(op, _Flush)]
+                if len(data) > 1:
+                    held.extendleft(reversed([[op] for op in batch]))
+                else:
+                    self._dropped(batch, exc)
+                continue
+            held.popleft()
+            delay = 0.0
+            self._committed(batch, counts)
+
+    def _take(self) -> list[_Op] | None:
+        """Wait for work; return up to ``batch_max_rows`` rows of it, or None to stop."""
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if not self._queue or self._abort:
+                return None
+            batch: list[_Op] = []
+            rows = 0
+            limit = self._batch_max_rows
+            while self._queue and rows < limit:
+                op = self._queue[0]
+                room = limit - rows
+                if op.size <= room:
+                    self._queue.popleft()
+                elif isinstance(op, _Rows):
+                    self._queue[0] = _Rows(op.statement, op.items[room:])
+                    op = _Rows(op.statement, op.items[:room])
+                elif not batch:
+                    self._queue.popleft()  # an atomic op larger than a batch goes alone
+                else:
+                    break
+                batch.append(op)
+                rows += op.size
+            return batch
+
+    def _write(self, conn: sqlite3.Connection, batch: list[_Op]) -> dict[str, int]:
+        """Write one batch in one transaction; return rows changed per counter."""
+        counts: dict[str, int] = {}
+        if all(isinstance(op, _Flush) for op in batch):
+            return counts
+        now = self._clock()
+        run: list[Row] = []
+        current: _Statement | None = None
+
+        def execute_run() -> None:
+            if current is not None and run:
+                cursor = conn.executemany(current.sql, run)
+                counts[current.counter] = counts.get(current.counter, 0) + cursor.rowcount
+                run.clear()
+
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in batch:
+                if isinstance(op, _Rows):
+                    if op.statement is not current:
+                        execute_run()
+                        current = op.statement
+                    run.extend(op.statement.rows(op.items, now))
+                    continue
+                execute_run()
+                current = None
+                if isinstance(op, _Checkpoint):
+                    for statement, items in ((_BARS, op.bars), (_STATES, op.states)):
+                        cursor = conn.executemany(statement.sql, statement.rows(items, now))
+                        counts[statement.counter] = (
+                            counts.get(statement.counter, 0) + cursor.rowcount
+                        )
+                elif isinstance(op, _Purge):
+                    counts["rows_purged"] = counts.get("rows_purged", 0) + _purge(conn, op)
+            execute_run()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return counts
+
+    def _committed(self, batch: list[_Op], counts: dict[str, int]) -> None:
+        for counter, value in counts.items():
+            setattr(self, counter, getattr(self, counter) + value)
+        if counts:
+            self.transactions += 1
+            self.last_commit_at = self._clock()
+        if self._failing_since is not None:
+            logger.warning(
+                "store writes recovered after %.1f s", time.monotonic() - self._failing_since
+            )
+        self._healthy = True
+        self._failing_since = None
+        self._logged_errors.clear()
+        self._release(batch)
+        for op in batch:
+            if isinstance(op, _Flush):
+                _resolve(op.future, None)
+
+    def _failed(self, exc: sqlite3.OperationalError) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        self.errors += 1
+        self.last_error = message
+        self._healthy = False
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        if message not in self._logged_errors:
+            self._logged_errors.add(message)
+            logger.warning(
+                "store write failed, retrying (nothing lost, %d rows waiting): %s",
+                self._queued_rows,
+                message,
+            )
+
+    def _dropped(self, batch: list[_Op], exc: Exception) -> None:
+        rows = sum(op.size for op in batch)
+        self.rows_dropped += rows
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        logger.error("store writer dropped %d rows it cannot write", rows, exc_info=exc)
+        self._release(batch)
+        for op in batch:
+            if isinstance(op, _Flush):
+                _resolve(op.future, None)
+
+    def _release(self, batch: list[_Op]) -> None:
+        with self._cond:
+            for op in batch:
+                self._queued_rows -= op.size
+                if isinstance(op, _Rows) and op.statement is _TICKS:
+                    self._queued_ticks -= op.size
+
+    def _fail_pending(self, error: StoreError) -> None:
+        with self._cond:
+            self._closed = True
+            pending = [op for batch in self._held for op in batch]
+            pending.extend(self._queue)
+            self._held.clear()
+            self._queue.clear()
+        for op in pending:
+            if isinstance(op, _Flush):
+                _resolve(op.future, error)
+
+
+def _purge(conn: sqlite3.Connection, op: _Purge) -> int:
+    params: list[object] = [op.before_ts]
+    if op.timeframe is not None:
+        params.append(op.timeframe)
+    return conn.execute(purge_sql(op.table, op.timeframe is not None), params).rowcount
+
+
+def _resolve(future: Future[None], error: BaseException | None) -> None:
+    try:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+    except InvalidStateError:
+        pass  # the waiter cancelled it

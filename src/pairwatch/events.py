@@ -1,0 +1,64 @@
+"""Events that flow through the pipeline: one module, frozen and slotted.
+
+They are ``msgspec.Struct`` classes rather than dataclasses: equally frozen and
+slotted, but several times cheaper to create, which matters on the per-trade path.
+Times are UTC epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Trade(msgspec.Struct, frozen=True):
+    """One validated trade (or aggregated trade) from any source."""
+
+    symbol: str
+    """Upper-case symbol, e.g. ``BTCUSDT``."""
+    trade_id: int
+    """Exchange id: ``t`` for trade streams, ``a`` for aggTrade streams."""
+    price: float
+    qty: float
+    ts_event: int
+    """Exchange trade time (``T``), epoch ms."""
+    ts_recv: int
+    """Local receive time, epoch ms."""
+    buyer_is_maker: bool
+    """Binance ``m``: true when the buyer was the maker (the taker sold)."""
+    count: int = 1
+    """Underlying trades: 1 for a trade, ``l - f + 1`` for an aggTrade."""
+
+
+class Bar(msgspec.Struct, frozen=True):
+    """One OHLCV bar of a symbol and timeframe, keyed by its open time."""
+
+    symbol: str
+    timeframe: str
+    """The configured label, e.g. ``1m``."""
+    ts: int
+    """Open time, epoch ms, aligned to the timeframe."""
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    vwap: float
+    """quote_volume / volume; NaN when the bar has no volume."""
+    trades: int
+    taker_buy_volume: float
+    filled: bool = False
+    """True for an empty interval carried forward from the last close."""
+    closed: bool = True
+    """False for an open bar checkpointed before its end (resumed on restart)."""
+
+
+class Gap(msgspec.Struct, frozen=True):
+    """A run of missing exchange ids in one symbol's stream."""
+
+    symbol: str
+    from_id: int
+    to_id: int
+    detected_at: int
+    stream: str = "trade"
+    """``trade`` or ``aggTrade``: the id sequence the gap is in."""

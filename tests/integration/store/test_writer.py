@@ -1,0 +1,297 @@
+"""The batching writer against a real SQLite file: upserts, dedup, purge, flush, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pairwatch.daemon.store import count_rows, load_symbol_state, open_store, read_bars
+from pairwatch.daemon.writer import FeedStatsRow, Writer
+from pairwatch.errors import StoreError
+from pairwatch.events import Bar, Gap, Trade
+
+T0 = 1_700_000_040_000
+NOW = 1_800_000_000_000
+
+
+def make_bar(
+    symbol: str = "BTCUSDT",
+    timeframe: str = "1m",
+    ts: int = T0,
+    *,
+    close: float = 100.0,
+    volume: float = 2.0,
+    closed: bool = True,
+) -> Bar:
+    vwap = math.nan if volume == 0 else close - 0.5
+    return Bar(
+        symbol, timeframe, ts, 99.0, 101.0, 98.0, close, volume, volume * vwap if volume else 0.0,
+        vwap, 3, volume / 2, filled=False, closed=closed,
+    )  # fmt: skip
+
+
+def make_trade(trade_id: int, symbol: str = "BTCUSDT", price: float = 100.0) -> Trade:
+    return Trade(symbol, trade_id, price, 0.25, T0 + trade_id, T0 + trade_id + 7, trade_id % 2 == 0)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "pairwatch.db"
+
+
+@pytest.fixture
+def writer(db: Path) -> Iterator[Writer]:
+    w = Writer(db, clock=lambda: NOW)
+    w.start()
+    yield w
+    w.close(10)
+
+
+def read(db: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = open_store(db, readonly=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def flushed(writer: Writer) -> None:
+    await asyncio.wait_for(asyncio.wrap_future(writer.flush()), 30)
+
+
+async def test_flush_resolves_after_commit_and_a_second_connection_sees_the_rows(
+    writer: Writer, db: Path
+) -> None:
+    writer.put_bars([make_bar(ts=T0 + i * 60_000, close=100.0 + i) for i in range(3)])
+
+    await flushed(writer)
+
+    conn = open_store(db, readonly=True)
+    try:
+        assert [bar.close for bar in read_bars(conn, "BTCUSDT", "1m")] == [100.0, 101.0, 102.0]
+    finally:
+        conn.close()
+    assert writer.bars_written == 3
+    assert writer.queue_depth == 0
+    assert writer.healthy
+    assert writer.last_commit_at == NOW
+    assert writer.last_error is None
+
+
+async def test_a_closed_bar_replaces_its_checkpointed_open_version(
+    writer: Writer, db: Path
+) -> None:
+    writer.checkpoint(
+        [make_bar(close=100.0, volume=1.0, closed=False)], "spot", "trade", [("BTCUSDT", 7, T0)]
+    )
+    await flushed(writer)
+    assert read(db, "SELECT close, volume, closed FROM bars") == [(100.0, 1.0, 0)]
+    assert read(db, "SELECT * FROM symbol_state") == [("spot", "trade", "BTCUSDT", 7, T0, NOW)]
+
+    final = make_bar(close=105.0, volume=4.0, closed=True)
+    writer.put_bars([final])
+    writer.put_bars([final])  # a re-replay is idempotent
+    await flushed(writer)
+
+    conn = open_store(db, readonly=True)
+    try:
+        assert read_bars(conn, "BTCUSDT", "1m") == [final]
+    finally:
+        conn.close()
+    assert writer.bars_written == 3  # one insert, two updates
+
+
+async def test_zero_volume_bars_store_null_vwap(writer: Writer, db: Path) -> None:
+    writer.put_bars([make_bar(volume=0.0), make_bar(ts=T0 + 60_000, volume=1.0)])
+    await flushed(writer)
+
+    assert read(db, "SELECT ts, vwap FROM bars ORDER BY ts") == [(T0, None), (T0 + 60_000, 99.5)]
+
+
+async def test_ticks_ignore_duplicates_and_store_the_event_time(writer: Writer, db: Path) -> None:
+    writer.put_ticks([make_trade(i) for i in range(1, 6)])
+    writer.put_ticks([make_trade(i, price=999.0) for i in range(4, 9)])  # 4 and 5 are repeats
+    writer.put_ticks([make_trade(4, symbol="ETHUSDT")])  # ids are per symbol
+    await flushed(writer)
+
+    assert writer.ticks_written == 9
+    rows = read(db, "SELECT symbol, trade_id, ts, price, qty, buyer_is_maker, count, ts_recv "
+                    "FROM ticks ORDER BY symbol, trade_id")  # fmt: skip
+    assert len(rows) == 9
+    assert rows[3] == ("BTCUSDT", 4, T0 + 4, 100.0, 0.25, 1, 1, T0 + 11)
+    assert rows[5] == ("BTCUSDT", 6, T0 + 6, 999.0, 0.25, 1, 1, T0 + 13)
+    assert rows[8][:3] == ("ETHUSDT", 4, T0 + 4)
+
+
+async def test_gaps_symbol_state_and_feed_stats_are_written(writer: Writer, db: Path) -> None:
+    gap = Gap("BTCUSDT", 101, 120, T0, stream="aggTrade")
+    writer.put_gaps([gap, Gap("ETHUSDT", 5, 5, T0 + 1)])
+    writer.put_gaps([gap])  # seen again after a restart: ignored
+    writer.put_symbol_state("spot", "trade", [("BTCUSDT", 10, T0), ("ETHUSDT", 20, T0 + 1)])
+    writer.put_symbol_state("spot", "trade", [("BTCUSDT", 11, T0 + 2)])
+    writer.put_feed_stats(
+        FeedStatsRow(T0, "binance-spot", received=10, accepted=9, rejected=1, reconnects=2,
+                     gaps=1, lag_ms_p50=12.5, lag_ms_max=80.0, detail={"rejects": {"late": 1}})
+    )  # fmt: skip
+    await flushed(writer)
+
+    assert read(db, "SELECT symbol, stream, from_id, to_id, detected_at, backfilled_at "
+                    "FROM gaps ORDER BY id") == [
+        ("BTCUSDT", "aggTrade", 101, 120, T0, None),
+        ("ETHUSDT", "trade", 5, 5, T0 + 1, None),
+    ]  # fmt: skip
+    assert writer.gaps_written == 2
+    conn = open_store(db, readonly=True)
+    try:
+        assert load_symbol_state(conn, "spot", "trade") == {
+            "BTCUSDT": (11, T0 + 2),
+            "ETHUSDT": (20, T0 + 1),
+        }
+    finally:
+        conn.close()
+    (stats,) = read(db, "SELECT * FROM feed_stats")
+    assert stats[:9] == (T0, "binance-spot", 10, 9, 1, 2, 1, 12.5, 80.0)
+    assert json.loads(str(stats[9])) == {"rejects": {"late": 1}}
+
+
+def test_invalid_values_are_refused_at_the_call(writer: Writer) -> None:
+    with pytest.raises(ValueError, match="invalid gap stream 'depth'"):
+        writer.put_gaps([Gap("BTCUSDT", 1, 2, T0, stream="depth")])
+    with pytest.raises(ValueError, match="cannot purge table 'meta'"):
+        writer.purge("meta", T0)
+    with pytest.raises(ValueError, match="cannot purge ticks by timeframe"):
+        writer.purge("ticks", T0, timeframe="1m")
+    with pytest.raises(ValueError, match="source must not be empty"):
+        FeedStatsRow(T0, "")
+    assert writer.queue_depth == 0
+
+
+async def test_purge_deletes_older_rows_by_table_and_timeframe(writer: Writer, db: Path) -> None:
+    for tf in ("1m", "5m"):
+        writer.put_bars([make_bar(timeframe=tf, ts=T0 + i * 300_000) for i in range(4)])
+    writer.put_ticks([make_trade(i) for i in range(10)])
+    writer.put_gaps([Gap("BTCUSDT", i * 10, i * 10 + 1, T0 + i) for i in range(4)])
+    writer.put_feed_stats(FeedStatsRow(T0, "sim"))
+    writer.put_feed_stats(FeedStatsRow(T0 + 10, "sim"))
+    await flushed(writer)
+
+    writer.purge("bars", T0 + 600_000, timeframe="1m")
+    writer.purge("ticks", T0 + 5)
+    writer.purge("gaps", T0 + 2)
+    writer.purge("feed_stats", T0 + 10)
+    await flushed(writer)
+
+    assert read(db, "SELECT timeframe, count(*), min(ts) FROM bars GROUP BY timeframe") == [
+        ("1m", 2, T0 + 600_000),
+        ("5m", 4, T0),
+    ]
+    assert read(db, "SELECT min(trade_id), count(*) FROM ticks") == [(5, 5)]
+    assert read(db, "SELECT detected_at FROM gaps ORDER BY id") == [(T0 + 2,), (T0 + 3,)]
+    assert read(db, "SELECT ts FROM feed_stats") == [(T0 + 10,)]
+    assert writer.rows_purged == 2 + 5 + 2 + 1
+
+    writer.purge("bars", T0 + 10_000_000)
+    await flushed(writer)
+    assert read(db, "SELECT count(*) FROM bars") == [(0,)]
+
+
+def test_puts_queued_before_start_commit_in_one_transaction(db: Path) -> None:
+    w = Writer(db)
+    for i in range(1_000):
+        w.put_bars([make_bar(ts=T0 + i * 60_000)])
+    assert w.queue_depth == 1_000
+    w.start()
+    try:
+        w.flush().result(30)
+        assert w.bars_written == 1_000
+        assert w.transactions == 1
+    finally:
+        w.close(10)
+    assert read(db, "SELECT count(*) FROM bars") == [(1_000,)]
+
+
+def test_a_transaction_holds_at_most_batch_max_rows(db: Path) -> None:
+    w = Writer(db, batch_max_rows=2_500)
+    for chunk in range(10):
+        w.put_ticks([make_trade(chunk * 1_000 + i) for i in range(1_000)])
+    w.start()
+    try:
+        w.flush().result(30)
+        assert w.ticks_written == 10_000
+        assert w.transactions == 4
+    finally:
+        w.close(10)
+
+
+def test_a_checkpoint_is_never_split_across_transactions(db: Path) -> None:
+    w = Writer(db, batch_max_rows=10)
+    w.put_bars([make_bar(ts=T0 + i * 60_000) for i in range(5)])
+    bars = [make_bar(symbol="ETHUSDT", ts=T0 + i * 60_000, closed=False) for i in range(20)]
+    w.checkpoint(bars, "spot", "trade", [("ETHUSDT", 1, T0)])
+    w.start()
+    try:
+        w.flush().result(30)
+        # 5 bars, then the 21-row checkpoint alone (not 5 of it with the first batch).
+        assert w.transactions == 2
+        assert w.bars_written == 25
+        assert w.states_written == 1
+    finally:
+        w.close(10)
+
+
+def test_close_writes_everything_queued_and_is_idempotent(db: Path) -> None:
+    w = Writer(db)
+    w.start()
+    w.put_ticks([make_trade(i) for i in range(5_000)])
+    w.put_bars([make_bar()])
+    w.close(30)
+    w.close(30)
+
+    assert read(db, "SELECT count(*) FROM ticks") == [(5_000,)]
+    assert read(db, "SELECT count(*) FROM bars") == [(1,)]
+    assert not w.healthy
+    with pytest.raises(StoreError, match="writer is closed"):
+        w.put_bars([make_bar()])
+
+
+def test_start_reports_a_store_that_cannot_be_opened(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"\x00garbage" * 1_000)
+    w = Writer(path)
+
+    with pytest.raises(StoreError, match="is not an SQLite database"):
+        w.start()
+    assert not w.healthy
+    w.close(1)
+
+
+def test_ticks_beyond_the_queue_bound_are_dropped_and_counted(db: Path) -> None:
+    w = Writer(db, max_queued_ticks=1_500)
+    w.put_ticks([make_trade(i) for i in range(1_000)])
+    w.put_ticks([make_trade(i) for i in range(1_000, 2_000)])  # would exceed the bound
+    w.put_bars([make_bar()])  # bars are never dropped
+    w.start()
+    try:
+        w.flush().result(30)
+        assert w.ticks_dropped == 1_000
+        assert w.ticks_written == 1_000
+        assert w.bars_written == 1
+        w.put_ticks([make_trade(i) for i in range(2_000, 3_000)])  # room again
+        w.flush().result(30)
+        assert w.ticks_written == 2_000
+    finally:
+        w.close(10)
+    assert count_rows_in(db, "ticks") == 2_000
+
+
+def count_rows_in(db: Path, table: str) -> int:
+    conn = open_store(db, readonly=True)
+    try:
+        return count_rows(conn, table)
+    finally:
+        conn.close()
