@@ -1,0 +1,46 @@
+"""Shared helpers of the benchmark scripts: machine description and medians."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+from collections.abc import Callable
+
+PACKAGES = ("numpy", "numba", "pyarrow", "msgspec", "websockets", "pandas")
+
+
+def machine() -> str:
+    """Describe the machine and the versions that matter, in one line."""
+    cpu = "unknown cpu"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, " + ", ".join(
+        versions
+    )
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
+    """Call ``measure`` ``runs`` times; return the median and all values."""
+    values = [measure() for _ in range(runs)]
+    return statistics.median(values), values
+
+
+def pin_to_one_core() -> int:
+    """Restrict this process (and its threads) to one CPU; return which."""
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu

@@ -1,0 +1,242 @@
+"""The daemon's lifecycle: startup → run until stopped → graceful shutdown.
+
+Startup opens (and migrates) the store, restores the restart point (last ids, open
+bars), starts the writer thread, the feed connections, the bar clock and the retention
+scheduler. Shutdown stops the feeds first, checkpoints open bars and last ids, then
+flushes and closes the writer: every trade received before the signal is in SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from pairwatch import __version__
+from pairwatch.analytics.resample_kernel import warm_up
+from pairwatch.config.settings import Settings
+from pairwatch.daemon import store
+from pairwatch.daemon.health import Health
+from pairwatch.daemon.pipeline import Pipeline
+from pairwatch.daemon.sources.binance import BinanceFeed, FeedOptions, stream_names, stream_urls
+from pairwatch.daemon.writer import FeedStatsRow, Writer
+from pairwatch.events import Bar
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+"""Returns the wall clock in epoch ms; tests inject their own."""
+
+TICK_SECONDS = 0.25
+FEED_STATS_SECONDS = 60.0
+
+
+def wall_clock_ms() -> int:
+    """Return the wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def _ms(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)
+
+
+def resumable(
+    bars: dict[tuple[str, str], Bar], lengths: dict[str, int], now: int, grace: int
+) -> list[Bar]:
+    """Split stored newest bars into those to resume (still current) and finalise the rest.
+
+    A bar is resumed when it has not yet ended (plus grace) by ``now``: an open bar
+    continues, a closed one keeps later trades from rewriting it. Older ones are left
+    alone; intervals while the daemon was down get no bars (a gap records the ids).
+    """
+    return [
+        bar
+        for (_, timeframe), bar in bars.items()
+        if timeframe in lengths and bar.ts + lengths[timeframe] + grace > now
+    ]
+
+
+class Daemon:
+    """One pairwatch process: feeds → pipeline → store, with health counters."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = wall_clock_ms) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.health = Health()
+        self.feeds: list[BinanceFeed] = []
+        self.pipeline: Pipeline | None = None
+        self.writer: Writer | None = None
+        self.ready = asyncio.Event()
+        self.base_url = settings.feed.stream_url_base
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down gracefully."""
+        settings = self.settings
+        db_path = settings.db_path
+        timeframes = settings.bars.timeframe_lengths
+        lengths = dict(timeframes)
+        grace = _ms(settings.bars.grace)
+        feed = settings.feed
+        now = self.clock()
+        last_ids, latest = await asyncio.to_thread(
+            self._load_restart_point, feed.market, feed.stream, feed.symbols, list(lengths)
+        )
+        await asyncio.to_thread(warm_up)
+        writer = self.writer = Writer(db_path, batch_max_rows=settings.storage.batch_max_rows)
+        writer.start()
+        self.health.queue_depths["writer"] = lambda: writer.queue_depth
+        stale_open = [
+            msgspec.structs.replace(bar, closed=True)
+            for bar in latest.values()
+            if not bar.closed and bar.ts + lengths.get(bar.timeframe, 0) + grace <= now
+        ]
+        if stale_open:
+            writer.put_bars(stale_open)
+        pipeline = self.pipeline = Pipeline(
+            symbols=feed.symbols,
+            timeframes=timeframes,
+            market=feed.market,
+            stream=feed.stream,
+            writer=writer,
+            health=self.health,
+            fill=settings.bars.fill,
+            max_skew_ms=_ms(feed.max_clock_skew),
+            store_ticks=settings.storage.store_ticks,
+            last_ids=last_ids,
+        )
+        pipeline.resume(resumable(latest, lengths, now, grace))
+        tasks: list[asyncio.Task[Any]] = []
+        scheduler = self._scheduler(writer)
+        try:
+            tasks = [
+                asyncio.create_task(f.run(), name=f"feed-{i}")
+                for i, f in enumerate(self._feeds(pipeline))
+            ]
+            tasks.append(asyncio.create_task(self._clock_loop(pipeline, grace), name="bar-clock"))
+            scheduler.start()
+            logger.info(
+                "pairwatch %s running: %d symbols, timeframes %s, db %s",
+                __version__,
+                len(feed.symbols),
+                ",".join(label for label, _ in timeframes),
+                db_path,
+            )
+            self.ready.set()
+            stopped = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({stopped, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            for task in done:
+                if task is not stopped and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            logger.info("shutting down")
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                scheduler.shutdown(wait=False)
+            pipeline.checkpoint()
+            await asyncio.to_thread(writer.close, 30.0)
+            logger.info(
+                "stopped: %d trades accepted, %d bars written",
+                self.health.accepted,
+                writer.bars_written,
+            )
+
+    def _load_restart_point(
+        self, market: str, stream: str, symbols: Sequence[str], timeframes: Sequence[str]
+    ) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], Bar]]:
+        conn = store.open_store(self.settings.db_path)
+        try:
+            return (
+                store.load_symbol_state(conn, market, stream),
+                store.load_latest_bars(conn, symbols, timeframes),
+            )
+        finally:
+            conn.close()
+
+    def _feeds(self, pipeline: Pipeline) -> list[BinanceFeed]:
+        feed = self.settings.feed
+        options = FeedOptions(
+            watchdog=feed.watchdog.total_seconds(),
+            max_connection_age=feed.max_connection_age.total_seconds(),
+            overlap=feed.overlap.total_seconds(),
+            backoff_initial=feed.backoff_initial.total_seconds(),
+            backoff_max=feed.backoff_max.total_seconds(),
+            healthy_after=feed.healthy_after.total_seconds(),
+        )
+        urls = stream_urls(
+            self.base_url,
+            stream_names(feed.symbols, feed.stream),
+            feed.effective_max_streams_per_connection,
+        )
+        self.feeds = [BinanceFeed(url, pipeline.on_frame, self.health, options) for url in urls]
+        return self.feeds
+
+    async def _clock_loop(self, pipeline: Pipeline, grace: int) -> None:
+        """Close idle bars on the wall clock, checkpoint, and snapshot counters."""
+        settings = self.settings
+        checkpoint_every = settings.bars.checkpoint_interval.total_seconds()
+        next_checkpoint = time.monotonic() + checkpoint_every
+        next_stats = time.monotonic() + FEED_STATS_SECONDS
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            pipeline.advance(self.clock() - grace)
+            now = time.monotonic()
+            if now >= next_checkpoint:
+                pipeline.checkpoint()
+                next_checkpoint = now + checkpoint_every
+            if now >= next_stats:
+                self._write_feed_stats()
+                next_stats = now + FEED_STATS_SECONDS
+
+    def _write_feed_stats(self) -> None:
+        health = self.health
+        p50, _, lag_max = health.lag.percentiles()
+        assert self.writer is not None
+        self.writer.put_feed_stats(
+            FeedStatsRow(
+                ts=self.clock(),
+                source=f"binance-{self.settings.feed.market}",
+                received=health.frames,
+                accepted=health.accepted,
+                rejected=sum(health.rejected.values()),
+                reconnects=health.reconnects,
+                gaps=health.gaps,
+                lag_ms_p50=None if math.isnan(p50) else p50,
+                lag_ms_max=None if math.isnan(lag_max) else lag_max,
+                detail={"rejected": dict(health.rejected), "missed_ids": health.missed_ids},
+            )
+        )
+
+    def _scheduler(self, writer: Writer) -> AsyncIOScheduler:
+        """Schedule the retention sweep (APScheduler, on this event loop)."""
+        retention = self.settings.storage.retention
+        scheduler = AsyncIOScheduler(timezone="UTC")
+
+        def sweep() -> None:
+            now = self.clock()
+            for table, keep in (
+                ("ticks", retention.ticks),
+                ("gaps", retention.gaps),
+                ("feed_stats", retention.feed_stats),
+            ):
+                if keep is not None:
+                    writer.purge(table, now - _ms(keep))
+            for timeframe, keep in retention.bars.items():
+                if keep is not None:
+                    writer.purge("bars", now - _ms(keep), timeframe)
+
+        scheduler.add_job(
+            sweep, "interval", seconds=retention.sweep_interval.total_seconds(), id="retention"
+        )
+        sweep()
+        return scheduler
