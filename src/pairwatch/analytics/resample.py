@@ -6,7 +6,9 @@ Policy (documented in docs/bars.md):
   called with a watermark at or past its end (the daemon passes wall clock minus a grace
   period, so quiet symbols still close).
 - Empty intervals between two bars are, with ``fill="carry"``, emitted as flagged bars that
-  carry the last close with zero volume; with ``fill="none"`` they are skipped.
+  carry the last close with zero volume; with ``fill="none"`` they are skipped. Carrying
+  stops ``max_fill`` ms after the end of the last bar that had trades: a longer silence
+  (a halted symbol, a feed outage, files days apart) leaves a hole rather than invented bars.
 - A trade older than a bar that is already closed (in any timeframe) is *late*: it is
   counted and dropped, so a closed bar is never rewritten and all timeframes stay consistent.
 
@@ -23,6 +25,7 @@ from typing import Literal
 from pairwatch.events import Bar
 
 FillPolicy = Literal["carry", "none"]
+DEFAULT_MAX_FILL_MS = 3_600_000
 
 
 class _OpenBar:
@@ -32,6 +35,7 @@ class _OpenBar:
         "close",
         "count",
         "end",
+        "fill_end",
         "high",
         "label",
         "last_close",
@@ -56,6 +60,8 @@ class _OpenBar:
         self.end = -1
         self.next_start = -1
         """Open time of the next bar to emit (fill bars start here), or -1 before any bar."""
+        self.fill_end = -1
+        """Fill bars start before this: the last traded bar's end + max_fill."""
         self.last_close = math.nan
         self.open = self.high = self.low = self.close = math.nan
         self.vol = self.vol_c = self.qv = self.qv_c = self.tb = self.tb_c = 0.0
@@ -65,14 +71,20 @@ class _OpenBar:
 class SymbolBars:
     """Build the bars of one symbol for several timeframes from its trades."""
 
-    __slots__ = ("_bars", "_fill", "_min_ts", "late", "symbol")
+    __slots__ = ("_bars", "_fill", "_max_fill", "_min_ts", "late", "symbol")
 
     def __init__(
-        self, symbol: str, timeframes: Sequence[tuple[str, int]], *, fill: FillPolicy = "carry"
+        self,
+        symbol: str,
+        timeframes: Sequence[tuple[str, int]],
+        *,
+        fill: FillPolicy = "carry",
+        max_fill: int = DEFAULT_MAX_FILL_MS,
     ) -> None:
         self.symbol = symbol
         self._bars = [_OpenBar(label, length) for label, length in timeframes]
         self._fill = fill
+        self._max_fill = max_fill
         self._min_ts = -(2**62)
         """Trades before this time would fall in a closed bar: they are late."""
         self.late = 0
@@ -125,8 +137,7 @@ class SymbolBars:
             if bar.start >= 0 and bar.end <= watermark:
                 out.append(self._emit(bar))
             if bar.next_start >= 0 and self._fill == "carry":
-                limit = watermark - watermark % bar.length
-                self._emit_fills(bar, limit, out)
+                self._emit_fills(bar, watermark - watermark % bar.length, out)
                 self._min_ts = max(self._min_ts, bar.next_start)
 
     def open_bars(self) -> list[Bar]:
@@ -138,6 +149,7 @@ class SymbolBars:
         for state in self._bars:
             if state.label != bar.timeframe:
                 continue
+            state.fill_end = bar.ts + state.length + self._max_fill
             if bar.closed:
                 state.start = state.end = -1
                 state.next_start = bar.ts + state.length
@@ -161,6 +173,7 @@ class SymbolBars:
         snapshot = self._snapshot(bar, closed=True)
         bar.last_close = bar.close
         bar.next_start = bar.end
+        bar.fill_end = bar.end + self._max_fill
         self._min_ts = max(self._min_ts, bar.end)
         bar.start = bar.end = -1
         return snapshot
@@ -168,6 +181,7 @@ class SymbolBars:
     def _emit_fills(self, bar: _OpenBar, until: int, out: list[Bar]) -> None:
         price = bar.last_close
         ts = bar.next_start
+        until = min(until, bar.fill_end)
         while ts < until:
             out.append(
                 Bar(
@@ -187,7 +201,7 @@ class SymbolBars:
                 )
             )
             ts += bar.length
-        bar.next_start = ts
+        bar.next_start = max(bar.next_start, ts)
 
     def _snapshot(self, bar: _OpenBar, *, closed: bool) -> Bar:
         vol = bar.vol

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from pairwatch.analytics.resample import FillPolicy
+from pairwatch.analytics.resample import DEFAULT_MAX_FILL_MS, FillPolicy
 from pairwatch.analytics.tradebatch import TradeBatch
 from pairwatch.events import Bar
 
@@ -24,13 +24,14 @@ from pairwatch.events import Bar
 _F_OPEN, _F_HIGH, _F_LOW, _F_CLOSE, _F_VOL, _F_VOLC, _F_QV, _F_QVC, _F_TB, _F_TBC, _F_LAST = range(
     11
 )
-# State layout (ints): start (-1 = no open bar), count, next_start (-1 = before any bar)
-_I_START, _I_COUNT, _I_NEXT = range(3)
+# State layout (ints): start (-1 = no open bar), count, next_start (-1 = before any bar),
+# fill_end (fill bars start before it: last traded bar's end + max_fill)
+_I_START, _I_COUNT, _I_NEXT, _I_FILL_END = range(4)
 
 
 @numba.njit(cache=True, nogil=True)
 def _resample(  # type: ignore[no-untyped-def]
-    ts, price, qty, maker, count, length, carry, sf, si, out_ts, out_f, out_i
+    ts, price, qty, maker, count, length, carry, max_fill, sf, si, out_ts, out_f, out_i
 ):
     n_out = 0
     for k in range(ts.shape[0]):
@@ -54,10 +55,12 @@ def _resample(  # type: ignore[no-untyped-def]
                 n_out += 1
                 sf[_F_LAST] = sf[_F_CLOSE]
                 si[_I_NEXT] = start + length
+                si[_I_FILL_END] = start + length + max_fill
             nxt = si[_I_NEXT]
             if carry and nxt >= 0:
                 last = sf[_F_LAST]
-                while nxt < new_start:
+                until = min(new_start, si[_I_FILL_END])
+                while nxt < until:
                     out_ts[n_out] = nxt
                     out_f[n_out, 0] = last
                     out_f[n_out, 1] = last
@@ -151,19 +154,25 @@ class _TimeframeState:
         self.length = length
         self.floats = np.zeros(11, dtype=np.float64)
         self.floats[_F_LAST] = math.nan
-        self.ints = np.array([-1, 0, -1], dtype=np.int64)
+        self.ints = np.array([-1, 0, -1, -1], dtype=np.int64)
 
 
 class BatchBars:
     """Build one symbol's bars for several timeframes from ``TradeBatch`` chunks."""
 
     def __init__(
-        self, symbol: str, timeframes: Sequence[tuple[str, int]], *, fill: FillPolicy = "carry"
+        self,
+        symbol: str,
+        timeframes: Sequence[tuple[str, int]],
+        *,
+        fill: FillPolicy = "carry",
+        max_fill: int = DEFAULT_MAX_FILL_MS,
     ) -> None:
         self.symbol = symbol
         self._states = [_TimeframeState(label, length) for label, length in timeframes]
         self._finest = min(length for _, length in timeframes)
         self._carry = fill == "carry"
+        self._max_fill = max_fill
         self._max_bucket = np.int64(-(2**62))
         self.late = 0
 
@@ -191,11 +200,7 @@ class BatchBars:
             origin = int(state.ints[_I_START])
         elif state.ints[_I_NEXT] >= 0:
             origin = int(state.ints[_I_NEXT])
-        last = int(ts[-1] - ts[-1] % length)
-        if self._carry:
-            capacity = (last - origin) // length + 2
-        else:
-            capacity = min(len(batch), (last - origin) // length + 1) + 1
+        capacity = self._capacity(ts, length, origin, state)
         out_ts = np.empty(capacity, dtype=np.int64)
         out_f = np.empty((capacity, 7), dtype=np.float64)
         out_i = np.empty((capacity, 2), dtype=np.int64)
@@ -207,6 +212,7 @@ class BatchBars:
             batch.count,
             length,
             self._carry,
+            self._max_fill,
             state.floats,
             state.ints,
             out_ts,
@@ -232,6 +238,19 @@ class BatchBars:
             out_f[:n, 6],
             out_i[:n, 1].astype(np.bool_),
         )
+
+    def _capacity(
+        self, ts: npt.NDArray[np.int64], length: int, origin: int, state: _TimeframeState
+    ) -> int:
+        """Return an upper bound of the bars one chunk can emit (real and filled)."""
+        buckets = ts - ts % length
+        steps = np.diff(buckets) // length
+        capacity = int(np.count_nonzero(steps)) + 2
+        if self._carry:
+            most = self._max_fill // length + 1
+            capacity += int(np.minimum(np.maximum(steps - 1, 0), most).sum())
+            capacity += min(max(int(buckets[0] - origin) // length, 0), most)
+        return capacity
 
     def open_bars(self) -> list[Bar]:
         """Return the bars still open (``closed=False``), e.g. at the end of a replay."""

@@ -156,6 +156,13 @@ class BarsSettings(BaseModel):
         default="carry",
         description="Bars without trades: carry (flat bar at the last close, filled) or none.",
     )
+    max_fill: Duration = Field(
+        default=timedelta(hours=1),
+        description=(
+            "Carry the last close into empty intervals for at most this long after the last "
+            "trade; a longer silence leaves a hole."
+        ),
+    )
     grace: Duration = Field(
         default=timedelta(seconds=2),
         description="Wall-clock time after a bar's end before an idle bar is closed.",
@@ -164,6 +171,11 @@ class BarsSettings(BaseModel):
         default=timedelta(seconds=1),
         description="How often open bars and last trade ids are saved.",
     )
+
+    @property
+    def max_fill_ms(self) -> int:
+        """Return ``max_fill`` in milliseconds."""
+        return int(self.max_fill.total_seconds() * 1000)
 
     @property
     def timeframe_lengths(self) -> list[tuple[str, int]]:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
-from pairwatch.analytics.resample import FillPolicy, SymbolBars
+from pairwatch.analytics.resample import DEFAULT_MAX_FILL_MS, FillPolicy, SymbolBars
 from pairwatch.daemon.health import Health
 from pairwatch.daemon.sources.sequencer import DUPLICATE, Sequencer
 from pairwatch.daemon.sources.wire import BINARY_FRAME, FrameDecoder, RejectLog
@@ -50,6 +50,7 @@ class Pipeline:
         writer: StoreWriter,
         health: Health,
         fill: FillPolicy = "carry",
+        max_fill_ms: int = DEFAULT_MAX_FILL_MS,
         max_skew_ms: int | None = None,
         store_ticks: bool = False,
         last_ids: Mapping[str, tuple[int, int]] | None = None,
@@ -61,7 +62,9 @@ class Pipeline:
         self._decoder = FrameDecoder(symbols, max_skew_ms=max_skew_ms)
         self._reject_log = RejectLog()
         self._sequencer = Sequencer(last_ids)
-        self._builders = {s: SymbolBars(s, timeframes, fill=fill) for s in symbols}
+        self._builders = {
+            s: SymbolBars(s, timeframes, fill=fill, max_fill=max_fill_ms) for s in symbols
+        }
         self._store_ticks = store_ticks
         self._ticks: list[Trade] = []
         self._closed: list[Bar] = []

@@ -22,7 +22,7 @@ from typing import Protocol
 import msgspec
 import numpy as np
 
-from pairwatch.analytics.resample import FillPolicy
+from pairwatch.analytics.resample import DEFAULT_MAX_FILL_MS, FillPolicy
 from pairwatch.analytics.resample_kernel import BatchBars, warm_up
 from pairwatch.analytics.tradebatch import TradeBatch
 from pairwatch.daemon.sources.csvdump import describe_dump, read_dump
@@ -111,6 +111,7 @@ class Replay:
         timeframes: Sequence[tuple[str, int]],
         *,
         fill: FillPolicy = "carry",
+        max_fill_ms: int = DEFAULT_MAX_FILL_MS,
         symbols: Sequence[str] | None = None,
         chunk_bytes: int = 4 << 20,
         on_progress: Callable[[int], object] | None = None,
@@ -118,6 +119,7 @@ class Replay:
         self._writer = writer
         self._timeframes = list(timeframes)
         self._fill: FillPolicy = fill
+        self._max_fill = max_fill_ms
         self._symbols = None if symbols is None else {s.upper() for s in symbols}
         self._chunk_bytes = chunk_bytes
         self._on_progress = on_progress
@@ -146,8 +148,9 @@ class Replay:
         for builder in self._builders.values():
             final = [msgspec.structs.replace(b, closed=True) for b in builder.open_bars()]
             self._put_bars(final)
-        for builder in self._builders.values():
-            self.stats.rejected["late"] += builder.late
+        late = sum(builder.late for builder in self._builders.values())
+        if late:
+            self.stats.rejected["late"] += late
         self.stats.seconds = time.perf_counter() - started
         return self.stats
 
@@ -174,7 +177,8 @@ class Replay:
         self.stats.trades_accepted += len(batch)
         builder = self._builders.get(symbol)
         if builder is None:
-            builder = self._builders[symbol] = BatchBars(symbol, self._timeframes, fill=self._fill)
+            builder = BatchBars(symbol, self._timeframes, fill=self._fill, max_fill=self._max_fill)
+            self._builders[symbol] = builder
         for arrays in builder.add(batch):
             if len(arrays):
                 self._put_bars(arrays.to_bars())

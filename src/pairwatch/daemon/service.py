@@ -108,6 +108,7 @@ class Daemon:
             writer=writer,
             health=self.health,
             fill=settings.bars.fill,
+            max_fill_ms=settings.bars.max_fill_ms,
             max_skew_ms=_ms(feed.max_clock_skew),
             store_ticks=settings.storage.store_ticks,
             last_ids=last_ids,

@@ -14,42 +14,16 @@ from pairwatch.analytics.resample import SymbolBars
 from pairwatch.analytics.resample_kernel import BatchBars
 from pairwatch.analytics.tradebatch import TradeBatch
 from pairwatch.events import Bar
+from support.oracle import resample_oracle
 
 TIMEFRAMES = [("1s", 1_000), ("1m", 60_000), ("5m", 300_000)]
 EXACT = ["ts", "open", "high", "low", "close", "trades", "filled"]
 SUMS = ["volume", "quote_volume", "taker_buy_volume", "vwap"]
 
 
-def oracle(
-    ts: np.ndarray,
-    price: np.ndarray,
-    qty: np.ndarray,
-    maker: np.ndarray,
-    count: np.ndarray,
-    length: int,
-) -> pd.DataFrame:
-    """Closed bars per pandas: resample by epoch-aligned buckets, carry close into empty ones."""
-    frame = pd.DataFrame(
-        {
-            "price": price,
-            "volume": qty,
-            "quote_volume": price * qty,
-            "taker_buy_volume": np.where(maker, np.nan, qty),
-            "trades": count,
-        },
-        index=pd.to_datetime(ts, unit="ms"),
-    )
-    grouped = frame.resample(f"{length}ms", origin="epoch", label="left", closed="left")
-    bars = grouped["price"].ohlc()
-    for column in ["volume", "quote_volume", "taker_buy_volume", "trades"]:
-        bars[column] = grouped[column].sum()
-    bars["filled"] = bars["open"].isna()
-    close = bars["close"].ffill()
-    for column in ["open", "high", "low", "close"]:
-        bars[column] = bars[column].fillna(close)
-    bars["vwap"] = np.where(bars["volume"] > 0, bars["quote_volume"] / bars["volume"], np.nan)
-    bars["ts"] = bars.index.as_unit("ms").asi8
-    return bars.iloc[:-1].reset_index(drop=True)  # the last bar is still open
+def oracle(ts, price, qty, maker, count, length: int, max_fill: int) -> pd.DataFrame:
+    trades = pd.DataFrame({"ts": ts, "price": price, "qty": qty, "maker": maker, "count": count})
+    return resample_oracle(trades, length, max_fill).iloc[:-1]  # the last bar is still open
 
 
 def as_frame(bars: list[Bar]) -> pd.DataFrame:
@@ -81,8 +55,8 @@ def assert_bars_equal(mine: pd.DataFrame, expected: pd.DataFrame) -> None:
         )
 
 
-def live_bars(ts, price, qty, maker, count) -> dict[str, list[Bar]]:
-    builder = SymbolBars("BTCUSDT", TIMEFRAMES)
+def live_bars(ts, price, qty, maker, count, max_fill: int) -> dict[str, list[Bar]]:
+    builder = SymbolBars("BTCUSDT", TIMEFRAMES, max_fill=max_fill)
     out: list[Bar] = []
     for row in zip(
         ts.tolist(), price.tolist(), qty.tolist(), maker.tolist(), count.tolist(), strict=True
@@ -91,8 +65,8 @@ def live_bars(ts, price, qty, maker, count) -> dict[str, list[Bar]]:
     return {label: [b for b in out if b.timeframe == label] for label, _ in TIMEFRAMES}
 
 
-def batch_bars(ts, price, qty, maker, count, chunk: int) -> dict[str, list[Bar]]:
-    builder = BatchBars("BTCUSDT", TIMEFRAMES)
+def batch_bars(ts, price, qty, maker, count, chunk: int, max_fill: int) -> dict[str, list[Bar]]:
+    builder = BatchBars("BTCUSDT", TIMEFRAMES, max_fill=max_fill)
     out: dict[str, list[Bar]] = {label: [] for label, _ in TIMEFRAMES}
     for start in range(0, len(ts), chunk):
         rows = slice(start, start + chunk)
@@ -135,13 +109,13 @@ def arrays(draw: tuple) -> tuple[np.ndarray, ...]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(trades_strategy, st.integers(1, 64))
-def test_live_and_batch_bars_equal_pandas_resample(draw: tuple, chunk: int) -> None:
+@given(trades_strategy, st.integers(1, 64), st.sampled_from([3_600_000, 4_000, 90_000]))
+def test_live_and_batch_bars_equal_pandas_resample(draw: tuple, chunk: int, max_fill: int) -> None:
     ts, price, qty, maker, count = arrays(draw)
-    live = live_bars(ts, price, qty, maker, count)
-    batch = batch_bars(ts, price, qty, maker, count, chunk)
+    live = live_bars(ts, price, qty, maker, count, max_fill)
+    batch = batch_bars(ts, price, qty, maker, count, chunk, max_fill)
     for label, length in TIMEFRAMES:
-        expected = oracle(ts, price, qty, maker, count, length)
+        expected = oracle(ts, price, qty, maker, count, length, max_fill)
         assert_bars_equal(as_frame(live[label]), expected)
         # Both implementations are the same arithmetic: identical to the bit.
         assert as_frame(batch[label]).equals(as_frame(live[label]))
@@ -162,6 +136,17 @@ def test_empty_intervals_carry_last_close_flagged() -> None:
     assert out[0].vwap == pytest.approx((10.0 + 22.0) / 3.0)
     assert math.isnan(out[1].vwap)
     assert out[1].trades == 0
+
+
+def test_carry_stops_after_max_fill_and_leaves_a_hole() -> None:
+    builder = SymbolBars("ETHUSDT", [("1s", 1_000)], max_fill=2_000)
+    out: list[Bar] = []
+    builder.add(1_000, 10.0, 1.0, False, 1, out)
+    builder.advance(9_000, out)
+    assert [(b.ts, b.filled) for b in out] == [(1_000, False), (2_000, True), (3_000, True)]
+    builder.add(9_500, 12.0, 1.0, False, 1, out)
+    builder.add(10_100, 12.0, 1.0, False, 1, out)
+    assert [(b.ts, b.filled) for b in out[3:]] == [(9_000, False)]
 
 
 def test_fill_none_skips_empty_intervals() -> None:

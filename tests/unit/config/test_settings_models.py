@@ -83,6 +83,7 @@ def test_defaults_dump_as_they_are_written_in_toml() -> None:
         "bars": {
             "timeframes": ["1s", "1m", "5m"],
             "fill": "carry",
+            "max_fill": "1h",
             "grace": "2s",
             "checkpoint_interval": "1s",
         },

@@ -1,0 +1,160 @@
+"""Command line: ``pairwatch run | demo | simulate | replay``.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from pairwatch import __version__
+from pairwatch.errors import ConfigError, PairwatchError
+from pairwatch.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from pairwatch.daemon.sources.simulator_cli import add_simulator_args
+
+    parser = argparse.ArgumentParser(
+        prog="pairwatch", description="Real-time pairs-trading monitor for Binance."
+    )
+    parser.add_argument("--version", action="version", version=f"pairwatch {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser("run", help="run the daemon until signalled")
+    _common_args(run)
+
+    demo = verbs.add_parser("demo", help="run the simulator and the daemon together, offline")
+    _common_args(demo)
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("pairwatch-demo"),
+        help="where the demo keeps its data (default: ./pairwatch-demo)",
+    )
+
+    simulate = verbs.add_parser("simulate", help="serve a Binance-compatible websocket simulator")
+    add_simulator_args(simulate)
+    simulate.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+
+    replay = verbs.add_parser(
+        "replay", help="replay Binance CSV dumps or recorded frame files into SQLite bars"
+    )
+    replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    replay.add_argument("--db", type=Path, required=True, help="SQLite file to write")
+    replay.add_argument(
+        "--timeframe",
+        action="append",
+        metavar="TF",
+        help="bar timeframe, repeatable (default: the settings', i.e. 1s 1m 5m)",
+    )
+    replay.add_argument(
+        "--symbol",
+        action="append",
+        metavar="SYM",
+        help="only these symbols; names the symbol of a lone non-standard file",
+    )
+    _common_args(replay)
+    return parser
+
+
+def _common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, help="settings file (TOML); default: $PAIRWATCH_CONFIG"
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (overrides settings)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _VERBS[args.verb](args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"pairwatch: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except PairwatchError as exc:
+        print(f"pairwatch: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pairwatch.config.load import load_settings
+    from pairwatch.daemon.service import Daemon
+
+    settings = load_settings(args.config)
+    configure_logging(args.log_level or settings.log_level)
+    return _until_signalled(lambda stop: Daemon(settings).run(stop))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pairwatch.daemon.demo import run_demo
+
+    configure_logging(args.log_level or "INFO")
+    return _until_signalled(
+        lambda stop: run_demo(
+            stop, config=args.config, data_dir=args.data_dir, duration=args.duration
+        )
+    )
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pairwatch.daemon.sources.simulator_cli import run_from_args
+
+    configure_logging(args.log_level)
+    return _until_signalled(lambda stop: run_from_args(args, stop))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pairwatch.daemon.replay_cli import run_replay
+
+    configure_logging(args.log_level or "WARNING")
+    stats = run_replay(
+        args.files, db=args.db, timeframes=args.timeframe, symbols=args.symbol, config=args.config
+    )
+    rejected = ", ".join(f"{k}={v:,}" for k, v in sorted(stats.rejected.items()) if v) or "none"
+    print(
+        f"replayed {stats.trades_read:,} trades ({stats.trades_accepted:,} accepted; "
+        f"rejected: {rejected}) into {stats.bars:,} bars, {stats.gaps} gaps, "
+        f"in {stats.seconds:.2f} s ({stats.trades_per_second:,.0f} trades/s) -> {args.db}"
+    )
+    return EXIT_OK
+
+
+def _until_signalled(start: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
+    """Run a coroutine on a new loop; SIGTERM and SIGINT set its ``stop`` event."""
+
+    async def supervise() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await start(stop)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(supervise())
+    return EXIT_OK
+
+
+_VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "demo": _demo,
+    "simulate": _simulate,
+    "replay": _replay,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())
