@@ -20,4 +20,4 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Libraries are chatty at DEBUG and some log URLs or payloads: keep them at INFO.
     for name in ("websockets", "apscheduler", "numba", "asyncio"):
-        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from pathlib import Path
 
 from pairwatch.config.load import load_settings
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
-from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
-
-logger = logging.getLogger(__name__)
 
 
-def demo_settings(settings: Settings, data_dir: Path, simulator_url: str) -> Settings:
-    """Return ``settings`` pointed at a local simulator, with data under ``data_dir``."""
-    base = simulator_url + ("/market" if settings.feed.market == "usdm" else "")
-    feed = settings.feed.model_copy(update={"source": "simulator", "base_url": base})
+def demo_settings(settings: Settings, data_dir: Path) -> Settings:
+    """Return ``settings`` fed by the in-process simulator, with data under ``data_dir``."""
+    feed = settings.feed.model_copy(update={"source": "simulator", "base_url": None})
     return settings.model_copy(update={"data_dir": data_dir.resolve(), "feed": feed})
 
 
@@ -29,31 +23,24 @@ async def run_demo(
     data_dir: Path = Path("pairwatch-demo"),
     duration: float | None = None,
 ) -> None:
-    """Serve simulated trades for the configured symbols and run the daemon on them."""
-    settings = load_settings(config)
-    options = SimulatorOptions(
-        market=settings.feed.market,
-        stream=settings.feed.stream,
-        symbols=tuple(settings.feed.symbols),
+    """Run the daemon on simulated trades of the configured symbols until stopped."""
+    settings = demo_settings(load_settings(config), data_dir)
+    daemon = Daemon(settings)
+    query = "select * from bars where timeframe='1m' order by ts desc limit 5"
+    print(f"pairwatch demo: bars go to {settings.db_path}", flush=True)
+    print(f'pairwatch demo: look:  sqlite3 -readonly {settings.db_path} "{query}"', flush=True)
+    print("pairwatch demo: stop with Ctrl-C", flush=True)
+    timer = None
+    if duration is not None:
+        timer = asyncio.get_running_loop().call_later(duration, stop.set)
+    try:
+        await daemon.run(stop)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    health = daemon.health
+    print(
+        f"pairwatch demo: {health.accepted:,} trades, {health.bars_closed:,} bars closed, "
+        f"{sum(health.rejected.values()):,} rejected, {health.gaps} gaps",
+        flush=True,
     )
-    async with Simulator(options) as simulator:
-        settings = demo_settings(settings, data_dir, simulator.url)
-        daemon = Daemon(settings)
-        print(f"pairwatch demo: simulator at {simulator.url}", flush=True)
-        print(f"pairwatch demo: bars in {settings.db_path}", flush=True)
-        query = "select * from bars where timeframe='1m' order by ts desc limit 5"
-        print(f'pairwatch demo: try  sqlite3 -readonly {settings.db_path} "{query}"', flush=True)
-        timer = None
-        if duration is not None:
-            timer = asyncio.get_running_loop().call_later(duration, stop.set)
-        try:
-            await daemon.run(stop)
-        finally:
-            if timer is not None:
-                timer.cancel()
-        with contextlib.suppress(Exception):
-            print(
-                f"pairwatch demo: {daemon.health.accepted:,} trades, "
-                f"{daemon.health.bars_closed:,} bars closed",
-                flush=True,
-            )

@@ -79,6 +79,21 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
+        feed = self.settings.feed
+        if feed.source == "simulator" and feed.base_url is None:
+            from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
+
+            options = SimulatorOptions(
+                market=feed.market, stream=feed.stream, symbols=tuple(feed.symbols)
+            )
+            async with Simulator(options) as simulator:
+                self.base_url = simulator.url + ("/market" if feed.market == "usdm" else "")
+                logger.info("started the built-in simulator at %s", simulator.url)
+                await self._run(stop)
+        else:
+            await self._run(stop)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         settings = self.settings
         db_path = settings.db_path
         timeframes = settings.bars.timeframe_lengths
@@ -147,8 +162,9 @@ class Daemon:
             pipeline.checkpoint()
             await asyncio.to_thread(writer.close, 30.0)
             logger.info(
-                "stopped: %d trades accepted, %d bars written",
+                "stopped: %d trades accepted, %d bars closed, %d bar rows written",
                 self.health.accepted,
+                self.health.bars_closed,
                 writer.bars_written,
             )
 

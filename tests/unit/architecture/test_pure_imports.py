@@ -1,10 +1,13 @@
-"""pairwatch.config stays free of asyncio, sqlite3, network and UI imports."""
+"""The pure packages (analytics, config) import no asyncio, sqlite3, network or UI library."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
+import pairwatch.analytics
 import pairwatch.config
 
 FORBIDDEN = {
@@ -42,10 +45,11 @@ def is_forbidden(module: str) -> bool:
     return any(module == name or module.startswith(f"{name}.") for name in FORBIDDEN)
 
 
-def test_config_package_imports_no_io_or_ui_library() -> None:
-    package = Path(pairwatch.config.__file__).parent
-    files = sorted(package.rglob("*.py"))
-    assert len(files) >= 7
+@pytest.mark.parametrize("package", [pairwatch.analytics, pairwatch.config])
+def test_pure_packages_import_no_io_or_ui_library(package: object) -> None:
+    root = Path(package.__file__).parent  # type: ignore[attr-defined]
+    files = sorted(root.rglob("*.py"))
+    assert len(files) >= 5
     offending = {
         f"{path.name}: {module}"
         for path in files

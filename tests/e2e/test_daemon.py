@@ -1,0 +1,192 @@
+"""``pairwatch run`` as a real process against the simulator: SIGTERM, restart, bad config."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
+
+RATE = 400.0  # trades per second over both symbols
+
+
+def write_config(path: Path, data_dir: Path, base_url: str) -> Path:
+    path.write_text(
+        f"""
+data_dir = "{data_dir}"
+log_level = "INFO"
+
+[feed]
+base_url = "{base_url}"
+symbols = ["BTCUSDT", "ETHUSDT"]
+backoff_initial = "50ms"
+backoff_max = "200ms"
+
+[storage]
+store_ticks = true
+"""
+    )
+    return path
+
+
+class Daemon:
+    """A ``pairwatch run`` subprocess whose log lines can be awaited."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.lines: list[str] = []
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pairwatch", "run", "--config", str(self.config),
+            stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await self.wait_for_line("connected to ")
+
+    async def wait_for_line(self, text: str, timeout: float = 30.0) -> str:  # noqa: ASYNC109
+        assert self.process is not None
+        assert self.process.stderr is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.process.stderr.readline()
+                if not raw:
+                    raise AssertionError(f"daemon exited before {text!r}:\n" + "".join(self.lines))
+                line = raw.decode()
+                self.lines.append(line)
+                if text in line:
+                    return line
+
+    async def terminate(self) -> tuple[int, str]:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        stopped = await self.wait_for_line("stopped: ")
+        code = await asyncio.wait_for(self.process.wait(), 30)
+        return code, stopped
+
+
+def query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def accepted(stopped_line: str) -> int:
+    match = re.search(r"stopped: (\d+) trades accepted", stopped_line)
+    assert match is not None, stopped_line
+    return int(match.group(1))
+
+
+def assert_bars_hold_every_tick(db: Path) -> None:
+    """Every stored trade is counted exactly once in the 1s, 1m and 5m bars."""
+    ticks = dict(query(db, "select symbol, count(*) from ticks group by symbol"))
+    for timeframe in ("1s", "1m", "5m"):
+        counted = dict(
+            query(
+                db,
+                "select symbol, sum(trades) from bars "
+                f"where timeframe = '{timeframe}' group by symbol",
+            )
+        )
+        assert counted == ticks, timeframe
+    assert query(db, "pragma integrity_check") == [("ok",)]
+
+
+async def test_sigterm_loses_nothing_and_restart_neither_loses_nor_duplicates(
+    tmp_path: Path,
+) -> None:
+    options = SimulatorOptions(rate=RATE, seed=3)
+    async with Simulator(options) as sim:
+        config = write_config(tmp_path / "pairwatch.toml", tmp_path / "data", sim.url)
+        db = tmp_path / "data" / "pairwatch.sqlite3"
+
+        first = Daemon(config)
+        await first.start()
+        await sim.wait_until(lambda: sim.connections[0].messages >= 800)
+        code, stopped = await first.terminate()
+        assert code == 0
+        run1 = accepted(stopped)
+        assert run1 >= 800
+        assert query(db, "select count(*) from ticks") == [(run1,)]
+        # Everything received is stored: the ids are exactly what the simulator sent first.
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            stored = [
+                r[0]
+                for r in query(
+                    db, f"select trade_id from ticks where symbol = '{symbol}' order by trade_id"
+                )
+            ]
+            sent = sim.connections[0].ids(f"{symbol.lower()}@trade")
+            assert stored == sent[: len(stored)]
+            state = query(db, f"select last_trade_id from symbol_state where symbol = '{symbol}'")
+            assert state == [(stored[-1],)]
+        assert_bars_hold_every_tick(db)
+        first_bars = query(db, "select count(*) from bars")[0][0]
+
+        # The market goes on while the daemon is down; the restart records that gap.
+        await sim.wait_until(lambda: sim.log_end >= sim.connections[0].messages + 200)
+        second = Daemon(config)
+        await second.start()
+        await sim.wait_until(
+            lambda: len(sim.connections) == 2 and sim.connections[1].messages >= 400
+        )
+        code, stopped = await second.terminate()
+        assert code == 0
+        run2 = accepted(stopped)
+
+    assert query(db, "select count(*) from ticks") == [(run1 + run2,)]
+    assert_bars_hold_every_tick(db)
+    assert query(db, "select count(*) from bars")[0][0] > first_bars
+    duplicated = "select symbol, timeframe, ts from bars group by 1, 2, 3 having count(*) > 1"
+    assert query(db, f"select count(*) from ({duplicated})") == [(0,)]
+    gaps = query(db, "select symbol, from_id, to_id from gaps order by symbol")
+    assert {g[0] for g in gaps} == {"BTCUSDT", "ETHUSDT"}
+    for symbol, from_id, to_id in gaps:
+        ids = [
+            r[0]
+            for r in query(
+                db, f"select trade_id from ticks where symbol = '{symbol}' order by trade_id"
+            )
+        ]
+        # The gap is exactly the ids between the two runs.
+        assert from_id - 1 in ids  # type: ignore[operator]
+        assert to_id + 1 in ids  # type: ignore[operator]
+        assert not [i for i in ids if from_id <= i <= to_id]  # type: ignore[operator]
+
+
+def test_a_bad_config_file_exits_2_naming_file_line_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[feed]\nmarket = "spott"\ncolour = "red"\n\n[bars]\ntimeframes = ["1m", "7x"]\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pairwatch", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"pairwatch: {config}:2: feed.market: ")
+    assert "'spott'" in lines[0]
+    assert lines[1] == f"pairwatch: {config}:3: feed.colour: unknown key"
+    assert lines[2].startswith(f"pairwatch: {config}:6: bars.timeframes")
+    assert "'7x'" in lines[2]
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_offline_and_exits_after_its_duration(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pairwatch", "demo", "--duration", "4", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"bars go to {tmp_path / 'pairwatch.sqlite3'}" in result.stdout
+    db = tmp_path / "pairwatch.sqlite3"
+    symbols = {
+        row[0] for row in query(db, "select distinct symbol from bars where timeframe = '1s'")
+    }
+    assert symbols == {"BTCUSDT", "ETHUSDT"}
+    assert query(db, "select count(*) from bars where timeframe = '1s' and closed = 1")[0][0] >= 4
