@@ -20,10 +20,8 @@ from pairwatch.analytics.resample import DEFAULT_MAX_FILL_MS, FillPolicy
 from pairwatch.analytics.tradebatch import TradeBatch
 from pairwatch.events import Bar
 
-# State layout (floats): open, high, low, close, vol, vol_c, qv, qv_c, tb, tb_c, last_close
-_F_OPEN, _F_HIGH, _F_LOW, _F_CLOSE, _F_VOL, _F_VOLC, _F_QV, _F_QVC, _F_TB, _F_TBC, _F_LAST = range(
-    11
-)
+# State layout (floats): open, high, low, close, vol, qv, tb, last_close
+_F_OPEN, _F_HIGH, _F_LOW, _F_CLOSE, _F_VOL, _F_QV, _F_TB, _F_LAST = range(8)
 # State layout (ints): start (-1 = no open bar), count, next_start (-1 = before any bar),
 # fill_end (fill bars start before it: last traded bar's end + max_fill)
 _I_START, _I_COUNT, _I_NEXT, _I_FILL_END = range(4)
@@ -78,8 +76,9 @@ def _resample(  # type: ignore[no-untyped-def]
             sf[_F_OPEN] = p
             sf[_F_HIGH] = p
             sf[_F_LOW] = p
-            for j in range(_F_VOL, _F_TBC + 1):
-                sf[j] = 0.0
+            sf[_F_VOL] = 0.0
+            sf[_F_QV] = 0.0
+            sf[_F_TB] = 0.0
             si[_I_COUNT] = 0
         elif p > sf[_F_HIGH]:
             sf[_F_HIGH] = p
@@ -87,19 +86,10 @@ def _resample(  # type: ignore[no-untyped-def]
             sf[_F_LOW] = p
         sf[_F_CLOSE] = p
         si[_I_COUNT] += count[k]
-        y = q - sf[_F_VOLC]
-        s = sf[_F_VOL] + y
-        sf[_F_VOLC] = s - sf[_F_VOL] - y
-        sf[_F_VOL] = s
-        y = p * q - sf[_F_QVC]
-        s = sf[_F_QV] + y
-        sf[_F_QVC] = s - sf[_F_QV] - y
-        sf[_F_QV] = s
+        sf[_F_VOL] += q
+        sf[_F_QV] += p * q
         if not maker[k]:
-            y = q - sf[_F_TBC]
-            s = sf[_F_TB] + y
-            sf[_F_TBC] = s - sf[_F_TB] - y
-            sf[_F_TB] = s
+            sf[_F_TB] += q
     return n_out
 
 
@@ -152,7 +142,7 @@ class _TimeframeState:
     def __init__(self, label: str, length: int) -> None:
         self.label = label
         self.length = length
-        self.floats = np.zeros(11, dtype=np.float64)
+        self.floats = np.zeros(8, dtype=np.float64)
         self.floats[_F_LAST] = math.nan
         self.ints = np.array([-1, 0, -1, -1], dtype=np.int64)
 

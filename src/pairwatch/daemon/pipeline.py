@@ -14,8 +14,7 @@ from typing import Protocol
 
 from pairwatch.analytics.resample import DEFAULT_MAX_FILL_MS, FillPolicy, SymbolBars
 from pairwatch.daemon.health import Health
-from pairwatch.daemon.sources.sequencer import DUPLICATE, Sequencer
-from pairwatch.daemon.sources.wire import BINARY_FRAME, FrameDecoder, RejectLog
+from pairwatch.daemon.sources.wire import BINARY_FRAME, SERVER_SHUTDOWN, FrameDecoder, RejectLog
 from pairwatch.events import Bar, Gap, Trade
 
 logger = logging.getLogger(__name__)
@@ -55,17 +54,20 @@ class Pipeline:
         store_ticks: bool = False,
         last_ids: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
+        """Build the stage; ``last_ids`` maps symbols to the stored (last id, its time)."""
         self.market = market
         self.stream = stream
         self._writer = writer
         self._health = health
-        self._decoder = FrameDecoder(symbols, max_skew_ms=max_skew_ms)
+        self._decode = FrameDecoder(symbols, max_skew_ms=max_skew_ms).decode
         self._reject_log = RejectLog()
-        self._sequencer = Sequencer(last_ids)
+        self._last_ids: dict[str, int] = {s: i for s, (i, _) in (last_ids or {}).items()}
+        self._last_ts: dict[str, int] = {s: t for s, (_, t) in (last_ids or {}).items()}
         self._builders = {
             s: SymbolBars(s, timeframes, fill=fill, max_fill=max_fill_ms) for s in symbols
         }
         self._store_ticks = store_ticks
+        self._lag = health.lag
         self._ticks: list[Trade] = []
         self._closed: list[Bar] = []
         self._sinks: list[BarSink] = [writer.put_bars]
@@ -85,32 +87,34 @@ class Pipeline:
         """Process one raw frame; return True if the server asked us to reconnect."""
         health = self._health
         health.frames += 1
-        if type(raw) is not str:
-            health.rejected[BINARY_FRAME] += 1
-            self._reject_log.sample(BINARY_FRAME, raw)
-            return False
-        decoded = self._decoder.decode(raw, ts_recv)
-        trade = decoded.trade
-        if trade is not None:
-            self.on_trade(trade)
-            return False
-        if decoded.shutdown:
-            return True
-        reason = decoded.reject or "unknown"
+        if type(raw) is str:
+            result = self._decode(raw, ts_recv)
+            if type(result) is Trade:
+                self.on_trade(result)
+                return False
+            if result is SERVER_SHUTDOWN:
+                return True
+            reason = str(result)
+        else:
+            reason = BINARY_FRAME
         health.rejected[reason] += 1
         self._reject_log.sample(reason, raw)
         return False
 
     def on_trade(self, trade: Trade) -> None:
-        """Process one validated trade."""
+        """Process one validated trade: drop duplicates, record gaps, update bars."""
         health = self._health
         symbol = trade.symbol
-        missed = self._sequencer.check(symbol, trade.trade_id, trade.ts_event)
-        if missed:
-            if missed == DUPLICATE:
+        trade_id = trade.trade_id
+        last_id = self._last_ids.get(symbol)
+        # Binance ids increase by one per symbol: lower is a duplicate, higher a gap.
+        if last_id is not None and trade_id != last_id + 1:
+            if trade_id <= last_id:
                 health.rejected[DUPLICATE_REASON] += 1
                 return
-            self._record_gap(symbol, trade.trade_id - missed, trade.trade_id - 1, trade.ts_recv)
+            self._record_gap(symbol, last_id + 1, trade_id - 1, trade.ts_recv)
+        self._last_ids[symbol] = trade_id
+        self._last_ts[symbol] = trade.ts_event
         closed = self._closed
         if not self._builders[symbol].add(
             trade.ts_event, trade.price, trade.qty, trade.buyer_is_maker, trade.count, closed
@@ -118,9 +122,9 @@ class Pipeline:
             health.rejected[LATE_REASON] += 1
             return
         health.accepted += 1
-        health.last_trade_recv[symbol] = trade.ts_recv
-        health.last_event[symbol] = trade.ts_event
-        health.lag.add(trade.ts_recv - trade.ts_event)
+        health.last_trade[symbol] = trade
+        lag = self._lag
+        lag.add(trade.ts_recv - trade.ts_event)
         if self._store_ticks:
             self._ticks.append(trade)
         if closed:
@@ -143,7 +147,8 @@ class Pipeline:
         """Save open bars and last ids in one transaction (the restart point)."""
         self.flush_ticks()
         open_bars = [bar for b in self._builders.values() for bar in b.open_bars()]
-        self._writer.checkpoint(open_bars, self.market, self.stream, self._sequencer.states())
+        states = [(s, i, self._last_ts[s]) for s, i in self._last_ids.items()]
+        self._writer.checkpoint(open_bars, self.market, self.stream, states)
 
     def _emit(self) -> None:
         bars = self._closed

@@ -27,7 +27,7 @@ from pairwatch.analytics.resample_kernel import BatchBars, warm_up
 from pairwatch.analytics.tradebatch import TradeBatch
 from pairwatch.daemon.sources.csvdump import describe_dump, read_dump
 from pairwatch.daemon.sources.frames import iter_frames
-from pairwatch.daemon.sources.wire import FrameDecoder
+from pairwatch.daemon.sources.wire import SERVER_SHUTDOWN, FrameDecoder
 from pairwatch.events import Bar, Gap, Trade
 
 logger = logging.getLogger(__name__)
@@ -80,12 +80,12 @@ def _frame_chunks(path: Path, decoder: FrameDecoder, rejects: Counter[str]) -> C
             return
         by_key: dict[tuple[str, str], list[Trade]] = {}
         for frame in chunk:
-            decoded = decoder.decode(frame.raw, 0)
-            if decoded.trade is not None:
+            result = decoder.decode(frame.raw, 0)
+            if type(result) is Trade:
                 stream = "aggTrade" if frame.stream.endswith("@aggTrade") else "trade"
-                by_key.setdefault((decoded.trade.symbol, stream), []).append(decoded.trade)
-            elif decoded.reject is not None:
-                rejects[decoded.reject] += 1
+                by_key.setdefault((result.symbol, stream), []).append(result)
+            elif result != SERVER_SHUTDOWN:
+                rejects[str(result)] += 1
         for symbol, stream in sorted(by_key):
             yield stream, _batch_of(symbol, by_key[symbol, stream])
 

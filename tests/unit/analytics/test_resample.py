@@ -49,7 +49,7 @@ def assert_bars_equal(mine: pd.DataFrame, expected: pd.DataFrame) -> None:
     for column in EXACT:
         np.testing.assert_array_equal(mine[column].to_numpy(), expected[column].to_numpy(), column)
     for column in SUMS:
-        # Sums are Kahan-compensated; pandas sums pairwise: they agree to a few ulp.
+        # Sums add in trade order; pandas sums pairwise: they agree to a few ulp.
         np.testing.assert_allclose(
             mine[column].to_numpy(), expected[column].to_numpy(), rtol=1e-12, atol=0, err_msg=column
         )

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pairwatch.daemon.sources.wire import FrameDecoder
+from pairwatch.daemon.sources.wire import SERVER_SHUTDOWN, FrameDecoder
 from pairwatch.events import Trade
 
 SPOT_TRADE = (
@@ -30,17 +30,17 @@ def decoder(**kwargs: object) -> FrameDecoder:
 
 def test_spot_trade_becomes_a_typed_trade() -> None:
     result = decoder().decode(SPOT_TRADE, 1723161255400)
-    assert result.trade == Trade(
+    assert result == Trade(
         "BTCUSDT", 3735683259, 61837.63, 0.02, 1723161255342, 1723161255400, True, 1
     )
 
 
 def test_usdm_trade_and_aggtrade_count() -> None:
-    assert decoder().decode(USDM_TRADE, 0).trade == Trade(
+    assert decoder().decode(USDM_TRADE, 0) == Trade(
         "BTCUSDT", 5266583935, 61800.30, 0.006, 1723161256322, 0, False, 1
     )
-    agg = decoder().decode(AGG_TRADE, 0).trade
-    assert agg is not None
+    agg = decoder().decode(AGG_TRADE, 0)
+    assert isinstance(agg, Trade)
     assert (agg.trade_id, agg.count, agg.price, agg.qty) == (665076760, 3, 58001.03, 0.086205)
 
 
@@ -90,25 +90,22 @@ def _with(frame: str, **changes: object) -> str:
     ],
 )
 def test_bad_frames_are_rejected_with_a_reason(raw: str, reason: str) -> None:
-    result = decoder().decode(raw, 1723161255400)
-    assert result.trade is None
-    assert result.reject == reason
+    assert decoder().decode(raw, 1723161255400) == reason
 
 
 def test_stale_timestamps_rejected_only_when_checked() -> None:
     far = 1723161255342 + 10 * 60_000
-    assert decoder(max_skew_ms=300_000).decode(SPOT_TRADE, far).reject == "stale_timestamp"
-    assert decoder().decode(SPOT_TRADE, far).trade is not None
+    assert decoder(max_skew_ms=300_000).decode(SPOT_TRADE, far) == "stale_timestamp"
+    assert isinstance(decoder().decode(SPOT_TRADE, far), Trade)
 
 
 def test_server_shutdown_is_recognised() -> None:
-    result = decoder().decode('{"stream":"btcusdt@trade","data":{"e":"serverShutdown","E":1}}', 0)
-    assert result.shutdown
-    assert result.trade is None
+    frame = '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1}}'
+    assert decoder().decode(frame, 0) == SERVER_SHUTDOWN
 
 
 def test_any_symbol_when_unrestricted() -> None:
     frame = _with(SPOT_TRADE, s="DOGEUSDT")
-    trade = FrameDecoder(None).decode(frame, 0).trade
-    assert trade is not None
+    trade = FrameDecoder(None).decode(frame, 0)
+    assert isinstance(trade, Trade)
     assert trade.symbol == "DOGEUSDT"

@@ -1,34 +1,34 @@
 """Binance combined-stream client: one connection per group of streams, reconnecting forever.
 
-Lifecycle of a connection: connect → pump frames into ``on_frame`` → on close, silence
-(watchdog) or error, reconnect with capped, jittered backoff (reset once a connection
-has been healthy). Before Binance's 24 h limit, or when the server announces
+Lifecycle of a connection: connect → frames go to ``on_frame`` as they arrive → on close,
+silence (watchdog) or error, reconnect with capped, jittered backoff (reset once a
+connection has been healthy). Before Binance's 24 h limit, or when the server announces
 ``serverShutdown``, the client opens a second connection first and keeps reading the old
-one for an overlap period, buffering the new one; then it closes the old connection and
-replays the buffer, so nothing is missed and duplicates are dropped downstream by id.
+one for an overlap period while buffering the new one; then it closes the old connection
+and replays the buffer, so nothing is missed and duplicates are dropped downstream by id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from pairwatch.daemon.health import Health
 from pairwatch.daemon.sources.backoff import Backoff
+from pairwatch.daemon.sources.wsclient import ConnectionClosedError, FrameConnection
 
 logger = logging.getLogger(__name__)
 
 FrameHandler = Callable[[str | bytes, int], bool]
 """Called with each raw frame and its receive time (epoch ms); True asks for a reconnect."""
 
-_CONNECT_ERRORS = (OSError, InvalidHandshake, TimeoutError, ConnectionClosed)
+_CONNECT_ERRORS = (OSError, InvalidHandshake, TimeoutError, ConnectionClosedError, EOFError)
 MAX_FRAME_BYTES = 1 << 20
 """Binance trade frames are a few hundred bytes; anything above 1 MiB is hostile."""
 
@@ -60,10 +60,6 @@ def stream_urls(base_url: str, streams: Sequence[str], per_connection: int) -> l
     ]
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class BinanceFeed:
     """Keep one combined-stream URL connected and feed its frames to ``on_frame``."""
 
@@ -75,32 +71,37 @@ class BinanceFeed:
         self._health = health
         self._options = options
         self._backoff = Backoff(options.backoff_initial, options.backoff_max)
-        self._last_message = time.monotonic()
+        self._rotate = asyncio.Event()
         self.connected = asyncio.Event()
         """Set while a connection is open (tests and /healthz wait on it)."""
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
-        ws: ClientConnection | None = None
+        conn: FrameConnection | None = None
         try:
             while True:
-                if ws is None:
-                    ws = await self._connect_with_backoff()
-                ws = await self._serve(ws)
-                if ws is None:
+                if conn is None:
+                    conn = await self._connect_with_backoff()
+                conn = await self._serve(conn)
+                if conn is None:
                     self._health.reconnects += 1
                     # Backoff was reset if the connection had been healthy, so this is
                     # short then, and grows while connections keep failing fast.
                     await asyncio.sleep(self._backoff.next())
         finally:
             self.connected.clear()
-            if ws is not None:
-                await ws.close()
+            if conn is not None:
+                await conn.close()
 
-    async def _connect_with_backoff(self) -> ClientConnection:
+    def _deliver(self, raw: str | bytes, ts_recv: int) -> None:
+        if self._on_frame(raw, ts_recv):
+            logger.info("server announced shutdown of %s: rotating", self._safe_url)
+            self._rotate.set()
+
+    async def _connect_with_backoff(self) -> FrameConnection:
         while True:
             try:
-                return await self._connect()
+                return await self._connect(self._deliver)
             except InvalidURI:
                 raise
             except _CONNECT_ERRORS as exc:
@@ -110,114 +111,89 @@ class BinanceFeed:
                 )
                 await asyncio.sleep(delay)
 
-    async def _connect(self) -> ClientConnection:
-        ws = await connect(
-            self.url,
-            open_timeout=self._options.open_timeout,
-            close_timeout=2.0,
-            max_size=MAX_FRAME_BYTES,
-            max_queue=4096,
+    async def _connect(self, on_frame: Callable[[str | bytes, int], None]) -> FrameConnection:
+        conn = await FrameConnection.open(
+            self.url, on_frame, open_timeout=self._options.open_timeout, max_size=MAX_FRAME_BYTES
         )
         self._health.connects += 1
-        self._last_message = time.monotonic()
         logger.info("connected to %s", self._safe_url)
-        return ws
+        return conn
 
     @property
     def _safe_url(self) -> str:
         return self.url if len(self.url) < 160 else self.url[:150] + "…"
 
-    async def _serve(self, ws: ClientConnection) -> ClientConnection | None:
-        """Pump ``ws``; return its successor after a rotation, or None once it is gone."""
+    async def _serve(self, conn: FrameConnection) -> FrameConnection | None:
+        """Serve ``conn``; return its successor after a rotation, or None once it is gone."""
         self._health.connections_open += 1
         self.connected.set()
         opened = time.monotonic()
-        rotate = asyncio.Event()
-        pump = asyncio.create_task(self._pump(ws, rotate))
-        watchdog = asyncio.create_task(self._watch(ws, rotate, opened))
-        wants_rotation = asyncio.create_task(rotate.wait())
+        self._rotate.clear()
+        watchdog = asyncio.create_task(self._watch(conn, opened))
+        wants_rotation = asyncio.create_task(self._rotate.wait())
         try:
-            await asyncio.wait({pump, wants_rotation}, return_when=asyncio.FIRST_COMPLETED)
-            if not pump.done():
-                successor = await self._rotate(ws, pump)
+            waiters: set[asyncio.Future[Any]] = {conn.closed, wants_rotation}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if not conn.closed.done():
+                successor = await self._rotate_to_successor(conn)
                 if successor is not None:
                     return successor
-            await asyncio.wait({pump})
-            self._log_end(ws, pump)
+                await asyncio.wait({conn.closed})
+            self._log_end(conn)
             return None
         finally:
-            for task in (pump, watchdog, wants_rotation):
+            for task in (watchdog, wants_rotation):
                 task.cancel()
-            await asyncio.gather(pump, watchdog, wants_rotation, return_exceptions=True)
+            await asyncio.gather(watchdog, wants_rotation, return_exceptions=True)
             self._health.connections_open -= 1
             if self._health.connections_open == 0:
                 self.connected.clear()
             if time.monotonic() - opened >= self._options.healthy_after:
                 self._backoff.reset()
 
-    async def _pump(self, ws: ClientConnection, rotate: asyncio.Event) -> None:
-        on_frame = self._on_frame
-        monotonic = time.monotonic
-        async for raw in ws:
-            self._last_message = monotonic()
-            if on_frame(raw, _now_ms()):
-                logger.info("server announced shutdown of %s: rotating", self._safe_url)
-                rotate.set()
-
-    async def _watch(self, ws: ClientConnection, rotate: asyncio.Event, opened: float) -> None:
+    async def _watch(self, conn: FrameConnection, opened: float) -> None:
         period = min(self._options.watchdog / 4.0, 1.0)
+        seen, last_message = -1, time.monotonic()
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            if now - self._last_message > self._options.watchdog:
+            if conn.frames != seen:
+                seen, last_message = conn.frames, now
+            elif now - last_message > self._options.watchdog:
                 logger.warning(
                     "no message for %.1f s on %s: reconnecting",
                     self._options.watchdog,
                     self._safe_url,
                 )
-                ws.transport.abort()
+                conn.abort()
                 return
-            if now - opened > self._options.max_connection_age and not rotate.is_set():
+            if now - opened > self._options.max_connection_age and not self._rotate.is_set():
                 logger.info("connection to %s is old: rotating", self._safe_url)
-                rotate.set()
+                self._rotate.set()
 
-    async def _rotate(
-        self, old: ClientConnection, old_pump: asyncio.Task[None]
-    ) -> ClientConnection | None:
+    async def _rotate_to_successor(self, old: FrameConnection) -> FrameConnection | None:
         """Open a successor, overlap it with ``old``, then hand over; None if it failed."""
+        buffered: list[tuple[str | bytes, int]] = []
         try:
-            new = await self._connect()
+            new = await self._connect(lambda raw, ts: buffered.append((raw, ts)))
         except _CONNECT_ERRORS as exc:
             logger.warning("cannot open a successor connection (%s); keeping the old one", exc)
             return None
-        buffered: list[tuple[str | bytes, int]] = []
-        collector = asyncio.create_task(self._collect(new, buffered))
-        await asyncio.wait({old_pump}, timeout=self._options.overlap)
-        old_pump.cancel()
-        await asyncio.gather(old_pump, return_exceptions=True)
+        await asyncio.wait({old.closed}, timeout=self._options.overlap)
+        old.on_frame = _ignore  # nothing more from the old one once the buffer is replayed
         await old.close()
-        collector.cancel()
-        await asyncio.gather(collector, return_exceptions=True)
         for raw, ts_recv in buffered:
-            self._on_frame(raw, ts_recv)
+            self._deliver(raw, ts_recv)
+        new.on_frame = self._deliver
+        self._rotate.clear()
         logger.info("handed over to a new connection (%d frames overlapped)", len(buffered))
         self._health.reconnects += 1
         return new
 
-    @staticmethod
-    async def _collect(ws: ClientConnection, into: list[tuple[str | bytes, int]]) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for raw in ws:
-                into.append((raw, _now_ms()))  # noqa: PERF401 - the list is shared as it grows
+    def _log_end(self, conn: FrameConnection) -> None:
+        exc = conn.closed.exception()
+        logger.warning("connection to %s ended: %s", self._safe_url, exc)
 
-    def _log_end(self, ws: ClientConnection, pump: asyncio.Task[None]) -> None:
-        exc = None if pump.cancelled() else pump.exception()
-        if exc is not None and not isinstance(exc, ConnectionClosed):
-            logger.error("stream %s failed: %r", self._safe_url, exc)
-        else:
-            logger.warning(
-                "connection to %s closed (code %s %s)",
-                self._safe_url,
-                ws.close_code,
-                ws.close_reason or "",
-            )
+
+def _ignore(raw: str | bytes, ts_recv: int) -> None:
+    """Drop a frame (an old connection's last frames after a hand-over)."""

@@ -81,34 +81,12 @@ class Envelope(msgspec.Struct):
     data: TradeData | AggTradeData | ServerShutdown
 
 
-class Decoded(msgspec.Struct, frozen=True):
-    """What one frame became: a trade, a shutdown notice, or a rejection."""
-
-    trade: Trade | None = None
-    shutdown: bool = False
-    reject: str | None = None
-
-
-SHUTDOWN: Final = Decoded(shutdown=True)
-_REJECTS: Final = {
-    reason: Decoded(reject=reason)
-    for reason in (
-        MALFORMED_JSON,
-        BAD_FIELD,
-        UNEXPECTED_EVENT,
-        BAD_PRICE,
-        BAD_QTY,
-        BAD_ID,
-        UNKNOWN_SYMBOL,
-        STALE_TIMESTAMP,
-        NON_MARKET,
-        BINARY_FRAME,
-    )
-}
+SERVER_SHUTDOWN: Final = "server_shutdown"
+"""``decode`` result for Binance's notice that the server will close this connection soon."""
 
 
 class FrameDecoder:
-    """Turn raw frames into ``Decoded`` results for a set of symbols (``None``: any symbol).
+    """Turn raw frames into trades or rejection reasons for a set of symbols (``None``: any).
 
     ``max_skew_ms`` rejects trades whose exchange time is further than that from
     the local receive time (live feeds only; ``None`` disables the check, as in replay).
@@ -119,38 +97,39 @@ class FrameDecoder:
         self._max_skew_ms = max_skew_ms
         self._decoder = msgspec.json.Decoder(Envelope, strict=False)
 
-    def decode(self, raw: str | bytes, ts_recv: int) -> Decoded:
-        """Decode and validate one frame received at ``ts_recv`` (epoch ms)."""
+    def decode(self, raw: str | bytes, ts_recv: int) -> Trade | str:
+        """Decode and validate one frame received at ``ts_recv`` (epoch ms).
+
+        Return the trade, ``SERVER_SHUTDOWN``, or the reason the frame was rejected.
+        """
         try:
             data = self._decoder.decode(raw).data
         except msgspec.ValidationError as exc:
             unexpected = str(exc).startswith("Invalid value") and str(exc).endswith("$.data.e`")
-            return _REJECTS[UNEXPECTED_EVENT if unexpected else BAD_FIELD]
+            return UNEXPECTED_EVENT if unexpected else BAD_FIELD
         except msgspec.DecodeError:
-            return _REJECTS[MALFORMED_JSON]
+            return MALFORMED_JSON
         if type(data) is TradeData:
             if data.X != "MARKET":
-                return _REJECTS[NON_MARKET]
+                return NON_MARKET
             trade_id, count = data.t, 1
         elif type(data) is AggTradeData:
             trade_id, count = data.a, data.l - data.f + 1
             if count < 1:
-                return _REJECTS[BAD_ID]
+                return BAD_ID
         else:
-            return SHUTDOWN
+            return SERVER_SHUTDOWN
         price, qty = data.p, data.q
         # Comparisons with NaN are false, so these also reject NaN; inf is caught explicitly.
         if not (price > 0.0 and price != math.inf):
-            return _REJECTS[BAD_PRICE]
+            return BAD_PRICE
         if not (qty > 0.0 and qty != math.inf):
-            return _REJECTS[BAD_QTY]
+            return BAD_QTY
         if self._symbols is not None and data.s not in self._symbols:
-            return _REJECTS[UNKNOWN_SYMBOL]
+            return UNKNOWN_SYMBOL
         if self._max_skew_ms is not None and abs(ts_recv - data.T) > self._max_skew_ms:
-            return _REJECTS[STALE_TIMESTAMP]
-        return Decoded(
-            trade=Trade(data.s, trade_id, price, qty, data.T, ts_recv, data.m, count),
-        )
+            return STALE_TIMESTAMP
+        return Trade(data.s, trade_id, price, qty, data.T, ts_recv, data.m, count)
 
 
 class RejectLog:
