@@ -1,29 +1,21 @@
-# pairwatch: the two commands of the quick start, and a few helpers.
-#   make demo   set up .venv and run the offline demo (simulator + daemon)
-#   make test   set up .venv and run the whole test suite (lint, types, tests)
+# Shortcuts; the scripts work without make (a fresh Debian may not have it).
+#   make demo   = scripts/demo   (set up .venv, run the offline demo)
+#   make test   = scripts/test   (set up .venv, lint, type-check, run every test)
 PYTHON ?= python3
-VENV ?= .venv
 DEMO_ARGS ?=
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo test lint lock clean
 
-$(VENV)/.installed: pyproject.toml requirements.lock scripts/bootstrap
-	PYTHON=$(PYTHON) VENV=$(VENV) scripts/bootstrap
-	touch $@
+demo:
+	PYTHON=$(PYTHON) scripts/demo $(DEMO_ARGS)
 
-demo: $(VENV)/.installed
-	$(VENV)/bin/pairwatch demo $(DEMO_ARGS)
+test:
+	PYTHON=$(PYTHON) scripts/test
 
-test: $(VENV)/.installed
-	VENV=$(VENV) scripts/test
+lint:
+	scripts/bootstrap && scripts/check
 
-lint: $(VENV)/.installed
-	VENV=$(VENV) scripts/check
-
-bench: $(VENV)/.installed
-	$(VENV)/bin/python benchmarks/run_all.py
-
-# Re-resolve the pinned versions (needs the network) after changing dependencies.
+# Re-resolve the pinned versions (needs a package index) after changing dependencies.
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
 	.lockvenv/bin/pip install -q -U pip && .lockvenv/bin/pip install -q -e '.[dev]'
@@ -31,4 +23,4 @@ lock:
 	rm -rf .lockvenv
 
 clean:
-	rm -rf $(VENV) pairwatch-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv pairwatch-demo .pytest_cache .mypy_cache .ruff_cache benchmarks/out

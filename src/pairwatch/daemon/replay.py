@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from pairwatch.analytics.resample import DEFAULT_MAX_FILL_MS, FillPolicy
-from pairwatch.analytics.resample_kernel import BatchBars, warm_up
+from pairwatch.analytics.resample_kernel import BarArrays, BatchBars, warm_up
 from pairwatch.analytics.tradebatch import TradeBatch
 from pairwatch.daemon.sources.csvdump import describe_dump, read_dump
 from pairwatch.daemon.sources.frames import iter_frames
@@ -41,6 +41,7 @@ class ReplayWriter(Protocol):
     """The part of the store writer a replay uses."""
 
     def put_bars(self, bars: Sequence[Bar]) -> None: ...
+    def put_bar_arrays(self, bars: BarArrays) -> None: ...
     def put_gaps(self, gaps: Sequence[Gap]) -> None: ...
 
 
@@ -181,7 +182,8 @@ class Replay:
             self._builders[symbol] = builder
         for arrays in builder.add(batch):
             if len(arrays):
-                self._put_bars(arrays.to_bars())
+                self.stats.bars += len(arrays)
+                self._writer.put_bar_arrays(arrays)
 
     def _dedup(self, stream: str, batch: TradeBatch) -> TradeBatch:
         """Drop ids already seen for this symbol and stream; record gaps between the rest."""

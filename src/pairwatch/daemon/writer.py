@@ -21,9 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pairwatch.analytics.resample_kernel import BarArrays
 from pairwatch.daemon.schema import (
+    BAR_SYMBOLS,
     INSERT_GAPS,
     INSERT_TICKS,
+    PURGE_BARS,
     TIME_COLUMNS,
     UPSERT_BARS,
     UPSERT_FEED_STATS,
@@ -31,6 +34,7 @@ from pairwatch.daemon.schema import (
     FeedStatsRow,
     Row,
     SymbolState,
+    bar_array_rows,
     bar_rows,
     feed_stats_rows,
     gap_rows,
@@ -59,6 +63,7 @@ class _Statement:
 
 
 _BARS = _Statement(UPSERT_BARS, "bars_written", bar_rows)
+_BAR_ARRAYS = _Statement(UPSERT_BARS, "bars_written", lambda rows, now: list(rows))
 _TICKS = _Statement(INSERT_TICKS, "ticks_written", tick_rows)
 _GAPS = _Statement(INSERT_GAPS, "gaps_written", gap_rows)
 _STATES = _Statement(UPSERT_SYMBOL_STATE, "states_written", symbol_state_rows)
@@ -190,6 +195,11 @@ class Writer:
         """Queue bars to upsert (a later version of a bar replaces the earlier one)."""
         if bars:
             self._put(_Rows(_BARS, tuple(bars)))
+
+    def put_bar_arrays(self, bars: BarArrays) -> None:
+        """Queue closed bars held as columns (the replay path: no ``Bar`` objects)."""
+        if len(bars):
+            self._put(_Rows(_BAR_ARRAYS, bar_array_rows(bars, self._clock())))
 
     def put_ticks(self, trades: Sequence[Trade]) -> None:
         """Queue raw trades to insert (duplicates by symbol and id are ignored)."""
@@ -492,10 +502,11 @@ class Writer:
 
 
 def _purge(conn: sqlite3.Connection, op: _Purge) -> int:
-    params: list[object] = [op.before_ts]
-    if op.timeframe is not None:
-        params.append(op.timeframe)
-    return conn.execute(purge_sql(op.table, op.timeframe is not None), params).rowcount
+    if op.timeframe is None:
+        return conn.execute(purge_sql(op.table), (op.before_ts,)).rowcount
+    symbols = [row[0] for row in conn.execute(BAR_SYMBOLS)]
+    params = [(symbol, op.timeframe, op.before_ts) for symbol in symbols]
+    return conn.executemany(PURGE_BARS, params).rowcount if params else 0
 
 
 def _resolve(future: Future[None], error: BaseException | None) -> None:
