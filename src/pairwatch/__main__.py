@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -140,8 +141,15 @@ def _until_signalled(start: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
     async def supervise() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second signal while shutting down: the user insists
+                print("pairwatch: stopping now, without finishing the shutdown", file=sys.stderr)
+                os._exit(EXIT_FAILURE)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await start(stop)
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -178,11 +178,19 @@ def test_a_bad_config_file_exits_2_naming_file_line_and_key(tmp_path: Path) -> N
 
 
 def test_demo_runs_offline_and_exits_after_its_duration(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pairwatch", "demo", "--duration", "4", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    def demo() -> subprocess.CompletedProcess[str]:
+        command = ["demo", "--duration", "4", "--data-dir", str(tmp_path)]
+        return subprocess.run(
+            [sys.executable, "-m", "pairwatch", *command],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    result = demo()
     assert result.returncode == 0, result.stderr
+    again = demo()  # the same data directory: the simulator's ids continue, none is a duplicate
+    assert again.returncode == 0, again.stderr
+    summary = again.stdout.strip().splitlines()[-1]
+    assert re.search(r"demo: [1-9][\d,]* trades, \d+ bars closed, 0 rejected", summary), summary
     assert f"bars go to {tmp_path / 'pairwatch.sqlite3'}" in result.stdout
     db = tmp_path / "pairwatch.sqlite3"
     symbols = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import sqlite3
 import subprocess
 import sys
@@ -117,12 +118,16 @@ def test_usdm_and_aggtrade_recordings(files: list[Path], tmp_path: Path) -> None
     assert total == int(trades["count"].sum())  # aggTrades count l - f + 1 trades each
 
 
+SPOT_AGG_2024 = DATA / "csvdump" / "spot" / "BTCUSDT-aggTrades-2024-08-08.csv"
+
+
 def test_files_years_apart_leave_a_hole_not_invented_bars(tmp_path: Path) -> None:
-    """2021 aggTrades and 2024 trades of BTCUSDT: carry stops after max_fill (1 h)."""
+    """2021 and 2024 spot aggTrades of BTCUSDT: carrying stops after max_fill (1 h)."""
     apart, first, second = (tmp_path / f"{name}.sqlite3" for name in ("apart", "a", "b"))
-    assert replay(*AGG, *USDM, "--db", apart, "--timeframe", "1m").returncode == 0
-    assert replay(*AGG, "--db", first, "--timeframe", "1m").returncode == 0
-    assert replay(*USDM, "--db", second, "--timeframe", "1m").returncode == 0
+    args = ("--timeframe", "1m", "--symbol", "BTCUSDT")
+    assert replay(*AGG, SPOT_AGG_2024, "--db", apart, *args).returncode == 0
+    assert replay(*AGG, "--db", first, *args).returncode == 0
+    assert replay(SPOT_AGG_2024, "--db", second, *args).returncode == 0
     both = stored_bars(apart, "BTCUSDT", "1m")
     early, late = stored_bars(first, "BTCUSDT", "1m"), stored_bars(second, "BTCUSDT", "1m")
     carried = both[(both["ts"] > early["ts"].max()) & (both["ts"] < late["ts"].min())]
@@ -131,6 +136,17 @@ def test_files_years_apart_leave_a_hole_not_invented_bars(tmp_path: Path) -> Non
     assert (carried["close"] == early["close"].iloc[-1]).all()
     pd.testing.assert_frame_equal(
         pd.concat([early, carried, late], ignore_index=True), both, check_dtype=False
+    )
+
+
+def test_mixing_spot_and_futures_of_one_symbol_is_refused(tmp_path: Path) -> None:
+    spot = REAL / "hftbacktest_spot_btcusdt_20240808_trades.gz"
+    usdm = REAL / "hftbacktest_usdm_btcusdt_20240808_trades.gz"
+    result = replay(spot, usdm, "--db", tmp_path / "mixed.sqlite3")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "pairwatch: BTCUSDT: the input mixes spot trade and usdm trade data; "
+        "replay each into its own database\n"
     )
 
 
@@ -161,3 +177,21 @@ def test_bad_arguments_exit_2_with_a_clear_message(tmp_path: Path) -> None:
     assert bad_tf.returncode == 2
     assert "--timeframe: invalid timeframe '7x'" in bad_tf.stderr
     assert "Traceback" not in missing.stderr + bad_tf.stderr
+
+
+def test_unreadable_lines_and_a_cut_short_file_are_counted_not_fatal(tmp_path: Path) -> None:
+    source = REAL / "hftbacktest_spot_ethusdt_20240808_trades.gz"
+    lines = gzip.decompress(source.read_bytes()).splitlines(keepends=True)
+    damaged = tmp_path / "damaged.txt"
+    damaged.write_bytes(
+        b"".join([*lines[:100], b"1723161255 {not json\n", b"\xff\xfe garbage\n", *lines[100:200]])
+    )
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(gzip.compress(b"".join(lines[200:1000]))[:-200])  # a recorder that died
+    result = replay(damaged, cut, "--db", tmp_path / "bars.sqlite3", "--timeframe", "1s")
+    assert result.returncode == 0, result.stderr
+    assert "malformed_line=2" in result.stdout
+    assert "truncated_file=1" in result.stdout
+    with sqlite3.connect(tmp_path / "bars.sqlite3") as conn:
+        (stored,) = conn.execute("select sum(trades) from bars where timeframe = '1s'").fetchone()
+    assert 200 < stored < 1000  # every readable trade before the cut

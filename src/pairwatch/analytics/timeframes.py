@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _LABEL = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
@@ -26,3 +27,28 @@ def parse_timeframe(label: str) -> int:
 def bar_open(ts_ms: int, length_ms: int) -> int:
     """Return the open time of the bar of length ``length_ms`` containing ``ts_ms``."""
     return ts_ms - ts_ms % length_ms
+
+
+def timeframe_set(labels: Iterable[str]) -> list[tuple[str, int]]:
+    """Return ``(label, length)`` shortest first, for a usable set of timeframes.
+
+    Every length must be a whole multiple of the shortest: late trades are judged on the
+    shortest timeframe's bars, which then nest inside every other bar. ``ValueError``
+    says what is wrong otherwise (empty, unparsable, two labels of one length).
+    """
+    seen: dict[int, str] = {}
+    for label in labels:
+        length = parse_timeframe(label)
+        if length in seen:
+            raise ValueError(f"{seen[length]!r} and {label!r} are the same timeframe")
+        seen[length] = label
+    if not seen:
+        raise ValueError("list at least one timeframe")
+    shortest = min(seen)
+    for length, label in sorted(seen.items()):
+        if length % shortest:
+            raise ValueError(
+                f"{label!r} is not a whole multiple of the shortest timeframe "
+                f"{seen[shortest]!r}, so its bars would not nest"
+            )
+    return [(label, length) for length, label in sorted(seen.items())]

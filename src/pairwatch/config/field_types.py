@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 from pydantic_settings import NoDecode
 
-from pairwatch.analytics.timeframes import parse_timeframe
+from pairwatch.analytics.timeframes import parse_timeframe, timeframe_set
 from pairwatch.config.durations import format_duration, parse_duration
 
 _SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
@@ -58,15 +58,8 @@ def _timeframe(label: str) -> str:
 
 
 def _unique_timeframes(labels: tuple[str, ...]) -> tuple[str, ...]:
-    """Return ``labels`` if it is non-empty and no two labels have the same length."""
-    if not labels:
-        raise ValueError("list at least one timeframe")
-    seen: dict[int, str] = {}
-    for label in labels:
-        length = parse_timeframe(label)
-        if length in seen:
-            raise ValueError(f"{seen[length]!r} and {label!r} are the same timeframe")
-        seen[length] = label
+    """Return ``labels`` if they form a usable set (see ``timeframe_set``)."""
+    timeframe_set(labels)
     return labels
 
 

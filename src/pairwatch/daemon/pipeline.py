@@ -130,9 +130,21 @@ class Pipeline:
         if closed:
             self._emit()
 
-    def advance(self, watermark: int) -> None:
-        """Close idle bars that ended at or before ``watermark`` (wall clock − grace)."""
-        for builder in self._builders.values():
+    def advance(self, now: int, grace: int) -> None:
+        """Close idle bars on the wall clock ``now`` (epoch ms), ``grace`` ms after they end.
+
+        Each symbol's watermark follows its own feed: its last exchange time plus the wall
+        time elapsed since that trade arrived, minus grace. Feed lag and a skewed local
+        clock cancel out, so a lagging but trading symbol is never closed under its feet;
+        only a symbol that went quiet for ``grace`` has its bars closed by the clock.
+        """
+        last_trades = self._health.last_trade
+        for symbol, builder in self._builders.items():
+            last = last_trades.get(symbol)
+            if last is None:
+                watermark = now - grace  # nothing received yet (e.g. a resumed open bar)
+            else:
+                watermark = last.ts_event + (now - last.ts_recv) - grace
             builder.advance(watermark, self._closed)
         if self._closed:
             self._emit()

@@ -28,6 +28,7 @@ from pairwatch.analytics.tradebatch import TradeBatch
 from pairwatch.daemon.sources.csvdump import describe_dump, read_dump
 from pairwatch.daemon.sources.frames import iter_frames
 from pairwatch.daemon.sources.wire import SERVER_SHUTDOWN, FrameDecoder
+from pairwatch.errors import ConfigError
 from pairwatch.events import Bar, Gap, Trade
 
 logger = logging.getLogger(__name__)
@@ -63,32 +64,46 @@ class ReplayStats:
 
 
 Chunks = Iterator[tuple[str, TradeBatch]]
-"""Batches with the id sequence they belong to: ``trade`` or ``aggTrade``."""
+"""Batches with the id sequence they belong to: ``<market> <stream>``, e.g. ``spot trade``."""
 
 
 def _dump_chunks(path: Path, symbol: str | None, chunk_bytes: int, rejects: Counter[str]) -> Chunks:
-    stream = "aggTrade" if describe_dump(path, symbol=symbol).kind == "aggTrades" else "trade"
+    info = describe_dump(path, symbol=symbol)
+    source = f"{info.market} {'aggTrade' if info.kind == 'aggTrades' else 'trade'}"
     for batch in read_dump(path, symbol=symbol, chunk_bytes=chunk_bytes, rejects=rejects):
-        yield stream, batch
+        yield source, batch
+
+
+def _frame_source(stream: str, raw: str) -> str:
+    """Tell a recorded frame's market and stream from its payload's keys.
+
+    USD-M trade payloads carry ``X`` (order type), spot ones do not; spot aggTrade
+    payloads carry ``M``, USD-M ones do not.
+    """
+    if stream.endswith("@aggTrade"):
+        return "spot aggTrade" if '"M":' in raw else "usdm aggTrade"
+    return "usdm trade" if '"X":' in raw else "spot trade"
 
 
 def _frame_chunks(path: Path, decoder: FrameDecoder, rejects: Counter[str]) -> Chunks:
     """Decode a recorded frame file into per-symbol batches of ``FRAME_CHUNK`` frames."""
-    frames = iter_frames(path)
+    frames = iter_frames(path, rejects=rejects)
     while True:
         chunk = list(itertools.islice(frames, FRAME_CHUNK))
         if not chunk:
             return
         by_key: dict[tuple[str, str], list[Trade]] = {}
         for frame in chunk:
+            if not frame.stream.endswith(("@trade", "@aggTrade")):
+                continue  # book tickers, depth: recorded alongside, not ours to count
             result = decoder.decode(frame.raw, 0)
             if type(result) is Trade:
-                stream = "aggTrade" if frame.stream.endswith("@aggTrade") else "trade"
-                by_key.setdefault((result.symbol, stream), []).append(result)
+                source = _frame_source(frame.stream, frame.raw)
+                by_key.setdefault((result.symbol, source), []).append(result)
             elif result != SERVER_SHUTDOWN:
                 rejects[str(result)] += 1
-        for symbol, stream in sorted(by_key):
-            yield stream, _batch_of(symbol, by_key[symbol, stream])
+        for symbol, source in sorted(by_key):
+            yield source, _batch_of(symbol, by_key[symbol, source])
 
 
 def _batch_of(symbol: str, trades: list[Trade]) -> TradeBatch:
@@ -125,7 +140,8 @@ class Replay:
         self._chunk_bytes = chunk_bytes
         self._on_progress = on_progress
         self._builders: dict[str, BatchBars] = {}
-        self._last_ids: dict[tuple[str, str], int] = {}
+        self._sources: dict[str, str] = {}
+        self._last_ids: dict[str, int] = {}
         self.stats = ReplayStats()
 
     def run(self, paths: Sequence[Path]) -> ReplayStats:
@@ -170,9 +186,19 @@ class Replay:
                 heapq.heappush(heap, (int(batch.ts_event[0]), next(order), stream, batch, chunks))
                 return
 
-    def _process(self, stream: str, batch: TradeBatch) -> None:
+    def _process(self, source: str, batch: TradeBatch) -> None:
         symbol = batch.symbol
-        batch = self._dedup(stream, batch)
+        seen = self._sources.setdefault(symbol, source)
+        if seen != source:
+            # Bars have no market column: spot and futures (or trade and aggTrade ids) of
+            # one symbol would be merged into the same bars and their ids taken for gaps.
+            raise ConfigError(
+                [
+                    f"{symbol}: the input mixes {seen} and {source} data; "
+                    "replay each into its own database"
+                ]
+            )
+        batch = self._dedup(source, batch)
         if len(batch) == 0:
             return
         self.stats.trades_accepted += len(batch)
@@ -185,9 +211,9 @@ class Replay:
                 self.stats.bars += len(arrays)
                 self._writer.put_bar_arrays(arrays)
 
-    def _dedup(self, stream: str, batch: TradeBatch) -> TradeBatch:
-        """Drop ids already seen for this symbol and stream; record gaps between the rest."""
-        key = (batch.symbol, stream)
+    def _dedup(self, source: str, batch: TradeBatch) -> TradeBatch:
+        """Drop ids already seen for this symbol; record gaps between the rest."""
+        key = batch.symbol
         ids = batch.trade_id
         previous = self._last_ids.get(key, -1)
         running = np.maximum.accumulate(np.maximum(ids, previous))
@@ -209,7 +235,7 @@ class Replay:
         if jumps.size:
             now = time.time_ns() // 1_000_000
             gaps = [
-                Gap(batch.symbol, int(prior[i]) + 1, int(ids[i]) - 1, now, stream)
+                Gap(batch.symbol, int(prior[i]) + 1, int(ids[i]) - 1, now, source.split()[1])
                 for i in jumps.tolist()
             ]
             self.stats.gaps += len(gaps)

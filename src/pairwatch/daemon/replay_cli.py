@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pairwatch.analytics.timeframes import parse_timeframe
+from pairwatch.analytics.timeframes import timeframe_set
 from pairwatch.config.load import load_settings
 from pairwatch.daemon import store
 from pairwatch.daemon.replay import Replay, ReplayStats
@@ -27,16 +27,10 @@ def run_replay(
     """Replay ``files`` into ``db`` and return the statistics."""
     settings = load_settings(config)
     if timeframes:
-        problems = []
-        lengths = []
-        for label in timeframes:
-            try:
-                lengths.append((label, parse_timeframe(label)))
-            except ValueError as exc:
-                problems.append(f"--timeframe: {exc}")
-        if problems:
-            raise ConfigError(problems)
-        lengths.sort(key=lambda item: item[1])
+        try:
+            lengths = timeframe_set(dict.fromkeys(timeframes))  # a repeated label counts once
+        except ValueError as exc:
+            raise ConfigError([f"--timeframe: {exc}"]) from None
     else:
         lengths = settings.bars.timeframe_lengths
     missing = [str(path) for path in files if not path.is_file()]
@@ -58,9 +52,10 @@ def run_replay(
             on_progress=progress.update,
         )
         stats = replay.run(files)
-    except PairwatchError:
-        raise
     finally:
         progress.close()
         writer.close(timeout=600.0)
+    unwritten = writer.queue_depth + writer.rows_dropped
+    if unwritten:
+        raise PairwatchError(f"{unwritten} rows could not be written to {db}: see the log above")
     return stats

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from pairwatch import __version__
@@ -28,7 +28,11 @@ from pairwatch.daemon.health import Health
 from pairwatch.daemon.pipeline import Pipeline
 from pairwatch.daemon.sources.binance import BinanceFeed, FeedOptions, stream_names, stream_urls
 from pairwatch.daemon.writer import FeedStatsRow, Writer
+from pairwatch.errors import PairwatchError
 from pairwatch.events import Bar
+
+if TYPE_CHECKING:
+    from pairwatch.daemon.sources.simulator import SimulatorOptions
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,35 @@ def resumable(
     ]
 
 
+def builtin_simulator(settings: Settings, now_ms: int) -> SimulatorOptions:
+    """Return the options of the in-process simulator of ``feed.source = "simulator"``.
+
+    Its ids start from the wall clock (ten per millisecond), so a later run always
+    continues above the ids an earlier run stored and is not taken for duplicates.
+    """
+    from pairwatch.daemon.sources.simulator import SimulatorOptions
+
+    feed = settings.feed
+    options = SimulatorOptions(market=feed.market, stream=feed.stream, symbols=tuple(feed.symbols))
+    model = options.market_model()
+    offset = now_ms * 10
+    specs = tuple(
+        dataclasses.replace(
+            spec,
+            first_trade_id=spec.first_trade_id + offset,
+            first_agg_id=spec.first_agg_id + offset,
+        )
+        for spec in model.symbols
+    )
+    return dataclasses.replace(options, model=dataclasses.replace(model, symbols=specs))
+
+
+def feed_label(settings: Settings) -> str:
+    """Return the feed's name in ``symbol_state``: its ids are only comparable within it."""
+    feed = settings.feed
+    return feed.market if feed.source == "binance" else f"{feed.source}-{feed.market}"
+
+
 class Daemon:
     """One pairwatch process: feeds → pipeline → store, with health counters."""
 
@@ -81,12 +114,9 @@ class Daemon:
         """Run until ``stop`` is set, then shut down gracefully."""
         feed = self.settings.feed
         if feed.source == "simulator" and feed.base_url is None:
-            from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
+            from pairwatch.daemon.sources.simulator import Simulator
 
-            options = SimulatorOptions(
-                market=feed.market, stream=feed.stream, symbols=tuple(feed.symbols)
-            )
-            async with Simulator(options) as simulator:
+            async with Simulator(builtin_simulator(self.settings, self.clock())) as simulator:
                 self.base_url = simulator.url + ("/market" if feed.market == "usdm" else "")
                 logger.info("started the built-in simulator at %s", simulator.url)
                 await self._run(stop)
@@ -101,24 +131,18 @@ class Daemon:
         grace = _ms(settings.bars.grace)
         feed = settings.feed
         now = self.clock()
+        label = feed_label(settings)
         last_ids, latest = await asyncio.to_thread(
-            self._load_restart_point, feed.market, feed.stream, feed.symbols, list(lengths)
+            self._load_restart_point, label, feed.stream, feed.symbols, list(lengths), now - grace
         )
         await asyncio.to_thread(warm_up)
         writer = self.writer = Writer(db_path, batch_max_rows=settings.storage.batch_max_rows)
         writer.start()
         self.health.queue_depths["writer"] = lambda: writer.queue_depth
-        stale_open = [
-            msgspec.structs.replace(bar, closed=True)
-            for bar in latest.values()
-            if not bar.closed and bar.ts + lengths.get(bar.timeframe, 0) + grace <= now
-        ]
-        if stale_open:
-            writer.put_bars(stale_open)
         pipeline = self.pipeline = Pipeline(
             symbols=feed.symbols,
             timeframes=timeframes,
-            market=feed.market,
+            market=label,
             stream=feed.stream,
             writer=writer,
             health=self.health,
@@ -161,18 +185,32 @@ class Daemon:
                 scheduler.shutdown(wait=False)
             pipeline.checkpoint()
             await asyncio.to_thread(writer.close, 30.0)
+            unwritten = writer.queue_depth + writer.rows_dropped
             logger.info(
                 "stopped: %d trades accepted, %d bars closed, %d bar rows written",
                 self.health.accepted,
                 self.health.bars_closed,
                 writer.bars_written,
             )
+        if unwritten:
+            raise PairwatchError(
+                f"{unwritten} rows could not be written to {db_path}: see the log above"
+            )
 
     def _load_restart_point(
-        self, market: str, stream: str, symbols: Sequence[str], timeframes: Sequence[str]
+        self,
+        market: str,
+        stream: str,
+        symbols: Sequence[str],
+        timeframes: Sequence[str],
+        ended_by: int,
     ) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], Bar]]:
+        """Open and migrate the store, finalise open bars that have ended, read the rest."""
         conn = store.open_store(self.settings.db_path)
         try:
+            # Open bars that ended while we were down, of any symbol (even one no longer
+            # configured), are final now: nothing will ever add to them.
+            store.finalize_open_bars(conn, ended_by)
             return (
                 store.load_symbol_state(conn, market, stream),
                 store.load_latest_bars(conn, symbols, timeframes),
@@ -206,7 +244,7 @@ class Daemon:
         next_stats = time.monotonic() + FEED_STATS_SECONDS
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            pipeline.advance(self.clock() - grace)
+            pipeline.advance(self.clock(), grace)
             now = time.monotonic()
             if now >= next_checkpoint:
                 pipeline.checkpoint()
@@ -222,7 +260,7 @@ class Daemon:
         self.writer.put_feed_stats(
             FeedStatsRow(
                 ts=self.clock(),
-                source=f"binance-{self.settings.feed.market}",
+                source=feed_label(self.settings),
                 received=health.frames,
                 accepted=health.accepted,
                 rejected=sum(health.rejected.values()),

@@ -102,18 +102,30 @@ def test_resume_after_restart_dedups_and_continues_the_open_bar() -> None:
 
     second, writer, health = make(last_ids={s: (i, t) for s, i, t in states})
     second.resume(open_bars)
-    second.on_frame(frame("BTCUSDT", 7, 5_500, qty="1"), 0)  # resent after restart
-    second.on_frame(frame("BTCUSDT", 8, 5_700, qty="3"), 0)
-    second.advance(6_000)
+    second.on_frame(frame("BTCUSDT", 7, 5_500, qty="1"), 5_500)  # resent after restart
+    second.on_frame(frame("BTCUSDT", 8, 5_700, qty="3"), 5_700)
+    second.advance(6_000, 0)
     assert health.rejected == {"duplicate": 1}
     assert [(b.timeframe, b.ts, b.volume, b.trades) for b in writer.bars] == [("1s", 5_000, 4.0, 2)]
 
 
 def test_advance_closes_idle_bars_with_fills_for_quiet_symbols() -> None:
     pipeline, writer, health = make()
-    pipeline.on_frame(frame("BTCUSDT", 1, 1_000), 0)
-    pipeline.advance(3_500)
+    pipeline.on_frame(frame("BTCUSDT", 1, 1_000), 1_000)
+    pipeline.advance(5_500, 2_000)
     assert [(b.ts, b.filled) for b in writer.bars] == [(1_000, False), (2_000, True)]
     assert health.bars_closed == 2
-    pipeline.on_frame(frame("BTCUSDT", 2, 2_900), 0)  # falls in a bar already closed
+    pipeline.on_frame(frame("BTCUSDT", 2, 2_900), 5_600)  # falls in a bar already closed
     assert health.rejected == {"late": 1}
+
+
+def test_a_lagging_feed_is_not_closed_under_its_feet() -> None:
+    """Lag (or a fast local clock) shifts the watermark: trades in open bars still count."""
+    pipeline, writer, health = make()
+    pipeline.on_frame(frame("ETHUSDT", 1, 1_000), 4_000)  # 3 s behind the local clock
+    pipeline.advance(4_500, 2_000)
+    assert writer.bars == []
+    pipeline.on_frame(frame("ETHUSDT", 2, 1_500), 4_600)
+    pipeline.on_frame(frame("ETHUSDT", 3, 2_100), 5_200)
+    assert health.rejected == {}
+    assert [(b.ts, b.trades) for b in writer.bars] == [(1_000, 2)]

@@ -102,6 +102,7 @@ def test_stale_timestamps_rejected_only_when_checked() -> None:
 def test_server_shutdown_is_recognised() -> None:
     frame = '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1}}'
     assert decoder().decode(frame, 0) == SERVER_SHUTDOWN
+    assert decoder().decode('{"e":"serverShutdown","E":1}', 0) == SERVER_SHUTDOWN
 
 
 def test_any_symbol_when_unrestricted() -> None:

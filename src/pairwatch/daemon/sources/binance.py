@@ -82,6 +82,7 @@ class BinanceFeed:
             while True:
                 if conn is None:
                     conn = await self._connect_with_backoff()
+                    self._rotate.clear()  # a notice for a connection that is gone
                 conn = await self._serve(conn)
                 if conn is None:
                     self._health.reconnects += 1
@@ -128,7 +129,6 @@ class BinanceFeed:
         self._health.connections_open += 1
         self.connected.set()
         opened = time.monotonic()
-        self._rotate.clear()
         watchdog = asyncio.create_task(self._watch(conn, opened))
         wants_rotation = asyncio.create_task(self._rotate.wait())
         try:
@@ -179,19 +179,32 @@ class BinanceFeed:
         except _CONNECT_ERRORS as exc:
             logger.warning("cannot open a successor connection (%s); keeping the old one", exc)
             return None
-        await asyncio.wait({old.closed}, timeout=self._options.overlap)
-        old.on_frame = _ignore  # nothing more from the old one once the buffer is replayed
-        await old.close()
+        try:
+            await asyncio.wait({old.closed}, timeout=self._options.overlap)
+        except BaseException:
+            new.abort()  # cancelled during the overlap: do not leak the successor
+            raise
+        # Hand over in one step of the loop: the old connection goes quiet, the buffer is
+        # replayed (duplicates are dropped by id), then the new one delivers directly. The
+        # old one is closed afterwards, so its closing handshake delays nothing.
+        old.on_frame = _ignore
+        self._rotate.clear()  # before the replay: a notice in the buffer must still count
         for raw, ts_recv in buffered:
             self._deliver(raw, ts_recv)
         new.on_frame = self._deliver
-        self._rotate.clear()
         logger.info("handed over to a new connection (%d frames overlapped)", len(buffered))
         self._health.reconnects += 1
+        try:
+            await old.close()
+        except BaseException:
+            new.abort()
+            raise
         return new
 
     def _log_end(self, conn: FrameConnection) -> None:
         exc = conn.closed.exception()
+        if not isinstance(exc, ConnectionClosedError):
+            raise RuntimeError(f"the frame handler of {self._safe_url} failed") from exc
         logger.warning("connection to %s ended: %s", self._safe_url, exc)
 
 

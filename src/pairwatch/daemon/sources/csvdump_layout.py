@@ -16,7 +16,8 @@ USD-M trades    6    id, price, qty, quote_qty, time, is_buyer_maker
 
 Spot files have no header line; newer USD-M files start with one (older ones do not).
 Spot timestamps are milliseconds until 2024-12-31 and microseconds from 2025-01-01 on;
-the unit is told per file from the first timestamp's magnitude (> 1e14 means µs).
+the unit is told per file from the timestamps' magnitude (> 1e14 means µs) in the
+file's head, by majority.
 This module is pure: it looks at a file name and the first lines of text, never at a file.
 """
 
@@ -186,11 +187,16 @@ def _kind_from_fields(fields: list[str], source: str) -> DumpKind:
 
 
 def _time_unit(rows: list[list[str]], layout: DumpLayout) -> TimeUnit:
-    """Return the unit of the first well-formed row's timestamp (ms when none is)."""
+    """Return the unit most well-formed rows of the head agree on (ms when none is).
+
+    A majority, not the first row: one junk line must not turn a whole file's times
+    into bad ones.
+    """
+    votes = [0, 0]
     for fields in rows:
         if len(fields) != layout.n_columns:
             continue
         raw = fields[layout.time_col].strip()
         if _INTEGER.match(raw):
-            return TimeUnit.US if int(raw) > US_THRESHOLD else TimeUnit.MS
-    return TimeUnit.MS
+            votes[int(raw) > US_THRESHOLD] += 1
+    return TimeUnit.US if votes[1] > votes[0] else TimeUnit.MS

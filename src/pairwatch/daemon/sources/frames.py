@@ -21,10 +21,12 @@ import gzip
 import heapq
 import io
 import logging
+import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 
@@ -116,8 +118,11 @@ def _open_text(path: Path) -> io.TextIOBase:
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == _GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="\n")
-    return io.TextIOWrapper(path.open("rb"), encoding="utf-8", newline="\n")
+        stream: IO[bytes] = gzip.open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115
+    else:
+        stream = path.open("rb")
+    # Bytes that are not UTF-8 become U+FFFD, so such a line fails as malformed JSON.
+    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="\n")
 
 
 def parse_frame(text: str, recv_ns: int | None = None) -> RecordedFrame | None:
@@ -141,23 +146,45 @@ def parse_frame(text: str, recv_ns: int | None = None) -> RecordedFrame | None:
     )
 
 
-def iter_frames(path: str | Path) -> Iterator[RecordedFrame]:
-    """Yield the combined-stream frames of a recorded file in file order."""
+def iter_frames(
+    path: str | Path, *, rejects: Counter[str] | None = None
+) -> Iterator[RecordedFrame]:
+    """Yield the combined-stream frames of a recorded file in file order.
+
+    Without ``rejects``, a line that cannot be read raises ``FrameFileError`` naming the
+    file and line. With it (replay), such lines are counted as ``malformed_line`` and
+    skipped, and a file cut short (a recorder that died mid-write, a truncated gzip) ends
+    with the frames read so far, counted once as ``truncated_file``.
+    """
     path = Path(path)
-    with _open_text(path) as lines:
-        for lineno, line in enumerate(lines, start=1):
-            text = line.rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                split = _split_line(text)
-                if split is None:
+    lineno = 0
+    try:
+        with _open_text(path) as lines:
+            for lineno, line in enumerate(lines, start=1):
+                text = line.rstrip("\r\n")
+                if not text.strip():
                     continue
-                frame = parse_frame(split[1], split[0])
-            except (ValueError, msgspec.DecodeError) as exc:
-                raise FrameFileError(f"{path}:{lineno}: {exc}") from exc
-            if frame is not None:
-                yield frame
+                try:
+                    split = _split_line(text)
+                    if split is None:
+                        continue
+                    frame = parse_frame(split[1], split[0])
+                except (ValueError, msgspec.DecodeError) as exc:
+                    if rejects is None:
+                        raise FrameFileError(f"{path}:{lineno}: {exc}") from exc
+                    if not rejects["malformed_line"]:
+                        logger.warning(
+                            "%s:%d: skipping a line that cannot be read: %s", path, lineno, exc
+                        )
+                    rejects["malformed_line"] += 1
+                    continue
+                if frame is not None:
+                    yield frame
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        if rejects is None:
+            raise FrameFileError(f"{path}:{lineno + 1}: file is cut short: {exc}") from exc
+        logger.warning("%s: file is cut short after line %d (%s)", path, lineno, exc)
+        rejects["truncated_file"] += 1
 
 
 def iter_trade_frames(

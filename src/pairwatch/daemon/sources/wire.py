@@ -13,7 +13,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Collection
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -74,6 +74,13 @@ class ServerShutdown(msgspec.Struct, tag_field="e", tag="serverShutdown"):
     E: int = 0
 
 
+class BareShutdown(msgspec.Struct):
+    """The shutdown notice outside a combined-stream envelope: ``{"e": "serverShutdown"}``."""
+
+    e: Literal["serverShutdown"]
+    E: int = 0
+
+
 class Envelope(msgspec.Struct):
     """A combined-stream frame: ``{"stream": ..., "data": ...}``."""
 
@@ -96,6 +103,7 @@ class FrameDecoder:
         self._symbols = None if symbols is None else frozenset(symbols)
         self._max_skew_ms = max_skew_ms
         self._decoder = msgspec.json.Decoder(Envelope, strict=False)
+        self._bare_shutdown = msgspec.json.Decoder(BareShutdown)
 
     def decode(self, raw: str | bytes, ts_recv: int) -> Trade | str:
         """Decode and validate one frame received at ``ts_recv`` (epoch ms).
@@ -105,8 +113,12 @@ class FrameDecoder:
         try:
             data = self._decoder.decode(raw).data
         except msgspec.ValidationError as exc:
-            unexpected = str(exc).startswith("Invalid value") and str(exc).endswith("$.data.e`")
-            return UNEXPECTED_EVENT if unexpected else BAD_FIELD
+            try:  # the notice may also come bare, outside a combined-stream envelope
+                self._bare_shutdown.decode(raw)
+            except msgspec.DecodeError:
+                unexpected = str(exc).startswith("Invalid value") and str(exc).endswith("$.data.e`")
+                return UNEXPECTED_EVENT if unexpected else BAD_FIELD
+            return SERVER_SHUTDOWN
         except msgspec.DecodeError:
             return MALFORMED_JSON
         if type(data) is TradeData:

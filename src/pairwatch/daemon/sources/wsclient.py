@@ -150,6 +150,17 @@ class FrameConnection:
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._receive(data)
+        except Exception as exc:
+            # A bug in the consumer, not a network problem: end the connection with that
+            # error so the caller fails loudly instead of reconnecting over it.
+            logger.exception("frame handler failed on %s", self.url)
+            if not self.closed.done():
+                self.closed.set_exception(exc)
+            self.abort()
+
+    def _receive(self, data: bytes) -> None:
         ws = self._ws
         ws.receive_data(data)
         ts_recv = time.time_ns() // 1_000_000
