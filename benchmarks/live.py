@@ -79,7 +79,8 @@ async def bare_loop(url: str, frames: int) -> float:
         return frames / (time.process_time() - started)
 
 
-async def daemon_path(url: str, frames: int, db: Path) -> float:
+def daemon_stage(db: Path) -> tuple[Pipeline, Health, Writer]:
+    """Return the daemon's live stage as ``pairwatch run`` builds it, writing to ``db``."""
     store.open_store(db).close()
     writer = Writer(db)
     writer.start()
@@ -88,6 +89,11 @@ async def daemon_path(url: str, frames: int, db: Path) -> float:
         symbols=SYMBOLS, timeframes=TIMEFRAMES, market="spot", stream="trade",
         writer=writer, health=health, max_skew_ms=300_000,
     )  # fmt: skip
+    return pipeline, health, writer
+
+
+async def daemon_path(url: str, frames: int, db: Path) -> float:
+    pipeline, health, writer = daemon_stage(db)
     done = asyncio.Event()
     marks: list[float] = []
 
@@ -137,15 +143,7 @@ def fmt(values: Sequence[float], digits: int = 0) -> str:
 async def latency(seconds: float, rate: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sendlog = Path(tmp) / "sends.txt"
-        db = Path(tmp) / "latency.sqlite3"
-        store.open_store(db).close()
-        writer = Writer(db)
-        writer.start()
-        health = Health()
-        pipeline = Pipeline(
-            symbols=SYMBOLS, timeframes=TIMEFRAMES, market="spot", stream="trade",
-            writer=writer, health=health, max_skew_ms=300_000,
-        )  # fmt: skip
+        pipeline, health, writer = daemon_stage(Path(tmp) / "latency.sqlite3")
         handoffs: list[tuple[int, int]] = []
 
         def next_stage(bars: Sequence[Bar]) -> None:
