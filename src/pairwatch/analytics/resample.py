@@ -137,7 +137,8 @@ class SymbolBars:
         for state in self._bars:
             if state.label != bar.timeframe:
                 continue
-            state.fill_end = bar.ts + state.length + self._max_fill
+            # After a carried (filled) bar the last traded bar is unknown: carry no further.
+            state.fill_end = bar.ts + state.length + (0 if bar.filled else self._max_fill)
             if bar.closed:
                 state.start = state.end = -1
                 state.next_start = bar.ts + state.length

@@ -225,3 +225,15 @@ def test_resume_continues_an_open_bar_and_follows_a_closed_one() -> None:
     after_closed.add(3_100, 1.0, 1.0, False, 1, later)
     after_closed.advance(4_000, later)
     assert [(b.ts, b.filled, b.close) for b in later] == [(2_000, True, 4.0), (3_000, False, 1.0)]
+
+
+def test_resuming_after_a_carried_bar_carries_no_further() -> None:
+    filled = Bar("X", "1s", 5_000, 4.0, 4.0, 4.0, 4.0, 0.0, 0.0, math.nan, 0, 0.0, filled=True)
+    builder = SymbolBars("X", [("1s", 1_000)], max_fill=60_000)
+    builder.resume(filled)
+    out: list[Bar] = []
+    builder.advance(20_000, out)
+    assert out == []
+    builder.add(9_500, 5.0, 1.0, False, 1, out)
+    builder.add(10_200, 5.0, 1.0, False, 1, out)
+    assert [(b.ts, b.filled) for b in out] == [(9_000, False)]

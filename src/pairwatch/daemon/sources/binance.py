@@ -72,6 +72,7 @@ class BinanceFeed:
         self._options = options
         self._backoff = Backoff(options.backoff_initial, options.backoff_max)
         self._rotate = asyncio.Event()
+        self._open = 0
         self.connected = asyncio.Event()
         """Set while a connection is open (tests and /healthz wait on it)."""
 
@@ -127,6 +128,7 @@ class BinanceFeed:
     async def _serve(self, conn: FrameConnection) -> FrameConnection | None:
         """Serve ``conn``; return its successor after a rotation, or None once it is gone."""
         self._health.connections_open += 1
+        self._open += 1
         self.connected.set()
         opened = time.monotonic()
         watchdog = asyncio.create_task(self._watch(conn, opened))
@@ -146,7 +148,8 @@ class BinanceFeed:
                 task.cancel()
             await asyncio.gather(watchdog, wants_rotation, return_exceptions=True)
             self._health.connections_open -= 1
-            if self._health.connections_open == 0:
+            self._open -= 1
+            if self._open == 0:
                 self.connected.clear()
             if time.monotonic() - opened >= self._options.healthy_after:
                 self._backoff.reset()
