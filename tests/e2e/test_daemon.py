@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import websockets
+
+from pairwatch.daemon import store
 from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
 
 RATE = 400.0  # trades per second over both symbols
@@ -198,3 +203,44 @@ def test_demo_runs_offline_and_exits_after_its_duration(tmp_path: Path) -> None:
     }
     assert symbols == {"BTCUSDT", "ETHUSDT"}
     assert query(db, "select count(*) from bars where timeframe = '1s' and closed = 1")[0][0] >= 4
+
+
+async def test_simulate_serves_binance_frames_until_terminated() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pairwatch", "simulate", "--port", "0", "--rate", "200",
+        "--symbols", "BTCUSDT,ETHUSDT", "--log-level", "WARNING",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    match = re.search(r"serving (ws://\S+)", line)
+    assert match is not None, line
+    async with websockets.connect(match.group(1)) as ws:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert frame["stream"] in {"btcusdt@trade", "ethusdt@trade"}
+    assert list(frame["data"]) == ["e", "E", "s", "t", "p", "q", "T", "m", "M"]
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+def test_retention_sweeps_old_bars_at_start(tmp_path: Path) -> None:
+    db = tmp_path / "pairwatch.sqlite3"
+    store.open_store(db).close()
+    now = int(time.time() * 1000)
+    old, recent = now - 3 * 86_400_000, now - 3_600_000
+    with sqlite3.connect(db) as conn:
+        for ts, timeframe in ((old, "1s"), (recent, "1s"), (old, "1m")):
+            conn.execute(
+                "insert into bars values ('BTCUSDT', ?, ?, 1, 1, 1, 1, 0, 0, null, 0, 0, 1, 1, ?)",
+                (timeframe, ts - ts % 1000, now),
+            )
+    config = tmp_path / "retention.toml"
+    config.write_text('[storage.retention.bars]\n1s = "1d"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "pairwatch", "demo", "--config", str(config),
+         "--duration", "2", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    kept = query(db, f"select timeframe, ts from bars where ts < {now - 1_800_000} order by 1, 2")
+    assert kept == [("1m", old - old % 1000), ("1s", recent - recent % 1000)]

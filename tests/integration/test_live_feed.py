@@ -159,3 +159,14 @@ async def test_refused_connections_are_retried_with_backoff(tmp_path: Path) -> N
     assert sim.handshakes.refused == 3
     assert live.health.connects == 1
     assert_bars_match_recording(db)
+
+
+async def test_server_pings_are_answered_and_the_connection_stays(tmp_path: Path) -> None:
+    options = SimulatorOptions(
+        mode="recorded", files=FILES, speed=20.0, ping_interval_s=0.05, ping_timeout_s=0.5
+    )
+    db = tmp_path / "bars.sqlite3"
+    async with Simulator(options) as sim, live_feed(sim.url, db) as live:
+        await live.wait_for_trades(3_000, timeout=30)  # well over a second: many pings
+    assert len(sim.connections) == 1
+    assert live.health.reconnects == 0
