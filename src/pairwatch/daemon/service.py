@@ -55,11 +55,11 @@ def _ms(delta: timedelta) -> int:
 def resumable(
     bars: dict[tuple[str, str], Bar], lengths: dict[str, int], now: int, grace: int
 ) -> list[Bar]:
-    """Split stored newest bars into those to resume (still current) and finalise the rest.
+    """Return the stored newest bars to resume: those not yet ended (plus grace) by ``now``.
 
-    A bar is resumed when it has not yet ended (plus grace) by ``now``: an open bar
-    continues, a closed one keeps later trades from rewriting it. Older ones are left
-    alone; intervals while the daemon was down get no bars (a gap records the ids).
+    An open bar continues; a closed one keeps later trades from rewriting it. Older ones
+    are left alone (open ones were finalised at start-up); intervals while the daemon was
+    down get no bars, and a gap row records the ids missed.
     """
     return [
         bar
