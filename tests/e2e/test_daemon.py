@@ -20,7 +20,7 @@ from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
 RATE = 400.0  # trades per second over both symbols
 
 
-def write_config(path: Path, data_dir: Path, base_url: str) -> Path:
+def write_config(path: Path, data_dir: Path, base_url: str, feed_extra: str = "") -> Path:
     path.write_text(
         f"""
 data_dir = "{data_dir}"
@@ -31,6 +31,7 @@ base_url = "{base_url}"
 symbols = ["BTCUSDT", "ETHUSDT"]
 backoff_initial = "50ms"
 backoff_max = "200ms"
+{feed_extra}
 
 [storage]
 store_ticks = true
@@ -244,3 +245,26 @@ def test_retention_sweeps_old_bars_at_start(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     kept = query(db, f"select timeframe, ts from bars where ts < {now - 1_800_000} order by 1, 2")
     assert kept == [("1m", old - old % 1000), ("1s", recent - recent % 1000)]
+
+
+async def test_streams_split_over_connections_and_final_counters_are_stored(
+    tmp_path: Path,
+) -> None:
+    async with Simulator(SimulatorOptions(rate=RATE, seed=5)) as sim:
+        config = write_config(
+            tmp_path / "pairwatch.toml", tmp_path, sim.url, "max_streams_per_connection = 1"
+        )
+        daemon = Daemon(config)
+        await daemon.start()
+        await sim.wait_until(
+            lambda: len(sim.connections) == 2 and min(c.messages for c in sim.connections) >= 200
+        )
+        code, stopped = await daemon.terminate()
+    assert code == 0
+    assert sorted(c.requested[0] for c in sim.connections) == ["btcusdt@trade", "ethusdt@trade"]
+    db = tmp_path / "pairwatch.sqlite3"
+    ((source, accepted_total, reconnects),) = query(
+        db, "select source, accepted, reconnects from feed_stats"
+    )
+    assert (source, accepted_total, reconnects) == ("spot", accepted(stopped), 0)
+    assert_bars_hold_every_tick(db)

@@ -183,6 +183,7 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 scheduler.shutdown(wait=False)
+            self._write_feed_stats()  # the final counters of this run
             pipeline.checkpoint()
             await asyncio.to_thread(writer.close, 30.0)
             unwritten = writer.queue_depth + writer.rows_dropped
