@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import ssl
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,37 @@ async def test_server_pings_are_answered_and_the_connection_stays(tmp_path: Path
         await live.wait_for_trades(3_000, timeout=30)  # well over a second: many pings
     assert len(sim.connections) == 1
     assert live.health.reconnects == 0
+
+
+TLS = Path(__file__).resolve().parents[1] / "data" / "tls"
+
+
+def _server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    return context
+
+
+async def test_the_client_speaks_tls_and_verifies_the_server(tmp_path: Path) -> None:
+    trusting = ssl.create_default_context(cafile=str(TLS / "cert.pem"))
+    options = dataclasses.replace(FAST, ssl_context=trusting)
+    sim_options = dataclasses.replace(recorded(FaultOptions()), ssl=_server_context())
+    db = tmp_path / "bars.sqlite3"
+    async with Simulator(sim_options) as sim, live_feed(sim.url, db, options=options) as live:
+        assert sim.url.startswith("wss://127.0.0.1:")
+        await live.wait_for_trades(TOTAL)
+    assert live.health.rejected == {}
+    assert_bars_match_recording(db)
+
+
+async def test_an_untrusted_certificate_is_refused(tmp_path: Path) -> None:
+    """The default context (system CAs) must not accept a self-signed server."""
+    from pairwatch.daemon.sources.wsclient import FrameConnection
+
+    sim_options = dataclasses.replace(recorded(FaultOptions()), ssl=_server_context())
+    async with Simulator(sim_options) as sim:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await FrameConnection.open(
+                sim.url + "/stream?streams=btcusdt@trade", lambda raw, ts: None, open_timeout=5
+            )
+        assert sim.handshakes.accepted == 0

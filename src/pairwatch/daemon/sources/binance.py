@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ FrameHandler = Callable[[str | bytes, int], bool]
 """Called with each raw frame and its receive time (epoch ms); True asks for a reconnect."""
 
 _CONNECT_ERRORS = (OSError, InvalidHandshake, TimeoutError, ConnectionClosedError, EOFError)
+"""Errors a retry can help with (ssl.SSLError, a certificate problem, is an OSError too)."""
 MAX_FRAME_BYTES = 1 << 20
 """Binance trade frames are a few hundred bytes; anything above 1 MiB is hostile."""
 
@@ -44,6 +46,8 @@ class FeedOptions:
     backoff_max: float = 60.0
     healthy_after: float = 30.0
     open_timeout: float = 10.0
+    ssl_context: ssl.SSLContext | None = None
+    """For ``wss://``: None verifies against the system's trusted CAs."""
 
 
 def stream_names(symbols: Sequence[str], kind: str) -> list[str]:
@@ -115,7 +119,11 @@ class BinanceFeed:
 
     async def _connect(self, on_frame: Callable[[str | bytes, int], None]) -> FrameConnection:
         conn = await FrameConnection.open(
-            self.url, on_frame, open_timeout=self._options.open_timeout, max_size=MAX_FRAME_BYTES
+            self.url,
+            on_frame,
+            open_timeout=self._options.open_timeout,
+            max_size=MAX_FRAME_BYTES,
+            ssl_context=self._options.ssl_context,
         )
         self._health.connects += 1
         logger.info("connected to %s", self._safe_url)

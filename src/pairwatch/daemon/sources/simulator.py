@@ -122,7 +122,7 @@ class Simulator:
         if self._server is None:
             raise RuntimeError("the simulator is not started")
         host, port = self._server.sockets[0].getsockname()[:2]
-        return f"ws://{host}:{port}"
+        return f"{'wss' if self.options.ssl else 'ws'}://{host}:{port}"
 
     def stream_url(self, streams: Iterable[str], path: str | None = None) -> str:
         """Return the full combined-stream URL (path defaults to the market's)."""
@@ -141,6 +141,7 @@ class Simulator:
             ping_interval=opts.ping_interval_s,
             ping_timeout=opts.ping_timeout_s,
             max_size=2**16,
+            ssl=opts.ssl,
         )
         logger.info("simulator listening on %s (%s, %s)", self.url, opts.mode, opts.market)
 

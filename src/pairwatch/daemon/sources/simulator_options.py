@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ class SimulatorOptions:
     """Frames kept behind the slowest cursor and the resume point (for overlap/continue)."""
     on_send: Callable[[int, int], None] | None = None
     """Called after each batch with (messages sent on that connection, time.time_ns())."""
+    ssl: ssl.SSLContext | None = None
+    """Serve ``wss://`` with this server context (tests of the client's TLS)."""
 
     def __post_init__(self) -> None:
         problems = []

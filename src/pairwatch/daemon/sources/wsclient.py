@@ -94,12 +94,24 @@ class FrameConnection:
 
     @classmethod
     async def open(
-        cls, url: str, on_frame: FrameCallback, *, open_timeout: float, max_size: int = 1 << 20
+        cls,
+        url: str,
+        on_frame: FrameCallback,
+        *,
+        open_timeout: float,
+        max_size: int = 1 << 20,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> FrameConnection:
-        """Connect and complete the websocket handshake within ``open_timeout`` seconds."""
+        """Connect and complete the websocket handshake within ``open_timeout`` seconds.
+
+        ``wss://`` URLs use ``ssl_context``, by default the system's trusted CAs with
+        hostname checking.
+        """
         connection = cls(url, on_frame, max_size=max_size)
         uri = connection._uri
-        context = ssl.create_default_context() if uri.secure else None
+        context = None
+        if uri.secure:
+            context = ssl_context or ssl.create_default_context()
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(open_timeout):
             try:
