@@ -1,0 +1,292 @@
+"""Rolling pair regression: hedge ratio, spread, z-score and correlations over W bars.
+
+One numba kernel serves both speeds: ``RollingPair.update`` advances one pair by one bar
+in O(1) (the live path), and ``rolling_pair_metrics`` runs the very same step over whole
+arrays (history, export, backtests), so the two agree to the bit.
+
+Definitions (``docs/analytics.md``), over the last W aligned bars, on transformed prices
+(log by default) x (the ``x`` leg) and y:
+
+- ``hedge_ratio`` β and ``intercept`` α: OLS of y on x (α = 0 without intercept);
+- residuals e_i = y_i − α − β·x_i; ``spread`` = e_t (the latest); ``spread_std`` = their
+  sample standard deviation (ddof 1); ``zscore`` = (e_t − mean(e)) / spread_std;
+- ``correlation``: Pearson correlation of the W − 1 one-bar log returns of the raw prices
+  inside the window; ``price_correlation``: Pearson correlation of the W transformed prices.
+A metric is NaN until the window is full, and NaN (never ±inf) when the window is flat.
+
+Accuracy. Sums are kept relative to a reference point (x₀, y₀) with Neumaier-compensated
+adds and removes, and every W updates they are recomputed exactly (two-pass, centred on
+the window mean, which becomes the new reference). Errors therefore cannot accumulate
+beyond W updates, and prices at BTC scale (60,000) lose no digits to cancellation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+METRICS = (
+    "hedge_ratio",
+    "intercept",
+    "spread",
+    "spread_std",
+    "zscore",
+    "correlation",
+    "price_correlation",
+)
+"""Output columns of the kernel, in order."""
+
+# Float state: reference point, then (sum, compensation) pairs.
+_REF_X, _REF_Y = 0, 1
+_SU, _SV, _SUU, _SVV, _SUV = 2, 4, 6, 8, 10  # window sums of u = x - x0, v = y - y0
+_RX, _RY, _RXX, _RYY, _RXY = 12, 14, 16, 18, 20  # sums of the one-bar log returns
+_PREV_X, _PREV_Y = 22, 23  # last raw prices (for returns)
+_N_FLOAT = 24
+# Int state.
+_COUNT, _POS, _SINCE, _NRET, _RPOS, _HAS_PREV = range(6)
+_N_INT = 6
+
+
+@numba.njit(inline="always")
+def _add(st: npt.NDArray[np.float64], k: int, value: float) -> None:
+    """Neumaier-compensated ``st[k] += value`` (the compensation lives in ``st[k + 1]``)."""
+    s = st[k]
+    t = s + value
+    if abs(s) >= abs(value):
+        st[k + 1] += (s - t) + value
+    else:
+        st[k + 1] += (value - t) + s
+    st[k] = t
+
+
+@numba.njit(inline="always")
+def _get(st: npt.NDArray[np.float64], k: int) -> float:
+    return float(st[k] + st[k + 1])
+
+
+@numba.njit
+def _recompute(st, si, bx, by, brx, bry, window):  # type: ignore[no-untyped-def]
+    """Rebuild every sum exactly from the buffers, centred on the window mean."""
+    n = si[_COUNT]
+    mx = 0.0
+    my = 0.0
+    for i in range(n):
+        mx += bx[i]
+        my += by[i]
+    mx /= n
+    my /= n
+    # Second pass: the mean of the deviations corrects the first pass's rounding.
+    cx = 0.0
+    cy = 0.0
+    for i in range(n):
+        cx += bx[i] - mx
+        cy += by[i] - my
+    mx += cx / n
+    my += cy / n
+    st[_REF_X] = mx
+    st[_REF_Y] = my
+    for k in range(_SU, _SUV + 2):
+        st[k] = 0.0
+    for i in range(n):
+        u = bx[i] - mx
+        v = by[i] - my
+        _add(st, _SU, u)
+        _add(st, _SV, v)
+        _add(st, _SUU, u * u)
+        _add(st, _SVV, v * v)
+        _add(st, _SUV, u * v)
+    for k in range(_RX, _RXY + 2):
+        st[k] = 0.0
+    for i in range(si[_NRET]):
+        rx = brx[i]
+        ry = bry[i]
+        _add(st, _RX, rx)
+        _add(st, _RY, ry)
+        _add(st, _RXX, rx * rx)
+        _add(st, _RYY, ry * ry)
+        _add(st, _RXY, rx * ry)
+    si[_SINCE] = 0
+
+
+@numba.njit
+def _step(  # type: ignore[no-untyped-def]
+    st, si, bx, by, brx, bry, x_raw, y_raw, x, y, window, intercept, out, row
+):
+    """Advance one pair by one bar and write its metrics into ``out[row]``."""
+    # One-bar log returns of the raw prices, the last W - 1 of them.
+    if si[_HAS_PREV]:
+        rx = math.log(x_raw / st[_PREV_X])
+        ry = math.log(y_raw / st[_PREV_Y])
+        nret = window - 1
+        if nret > 0:
+            rpos = si[_RPOS]
+            if si[_NRET] == nret:
+                ox = brx[rpos]
+                oy = bry[rpos]
+                _add(st, _RX, -ox)
+                _add(st, _RY, -oy)
+                _add(st, _RXX, -ox * ox)
+                _add(st, _RYY, -oy * oy)
+                _add(st, _RXY, -ox * oy)
+            else:
+                si[_NRET] += 1
+            brx[rpos] = rx
+            bry[rpos] = ry
+            si[_RPOS] = (rpos + 1) % nret
+            _add(st, _RX, rx)
+            _add(st, _RY, ry)
+            _add(st, _RXX, rx * rx)
+            _add(st, _RYY, ry * ry)
+            _add(st, _RXY, rx * ry)
+    st[_PREV_X] = x_raw
+    st[_PREV_Y] = y_raw
+    si[_HAS_PREV] = 1
+
+    # The window of transformed prices.
+    if si[_COUNT] == 0:
+        st[_REF_X] = x
+        st[_REF_Y] = y
+    pos = si[_POS]
+    x0 = st[_REF_X]
+    y0 = st[_REF_Y]
+    if si[_COUNT] == window:
+        u = bx[pos] - x0
+        v = by[pos] - y0
+        _add(st, _SU, -u)
+        _add(st, _SV, -v)
+        _add(st, _SUU, -u * u)
+        _add(st, _SVV, -v * v)
+        _add(st, _SUV, -u * v)
+    else:
+        si[_COUNT] += 1
+    bx[pos] = x
+    by[pos] = y
+    si[_POS] = (pos + 1) % window
+    u = x - x0
+    v = y - y0
+    _add(st, _SU, u)
+    _add(st, _SV, v)
+    _add(st, _SUU, u * u)
+    _add(st, _SVV, v * v)
+    _add(st, _SUV, u * v)
+    si[_SINCE] += 1
+    if si[_SINCE] >= window and si[_COUNT] == window:
+        _recompute(st, si, bx, by, brx, bry, window)
+        x0 = st[_REF_X]
+        y0 = st[_REF_Y]
+
+    for k in range(7):
+        out[row, k] = math.nan
+    if si[_COUNT] < window or window < 2:
+        return
+    n = float(window)
+    su = _get(st, _SU)
+    sv = _get(st, _SV)
+    mu = su / n
+    mv = sv / n
+    sxx = _get(st, _SUU) - su * mu
+    syy = _get(st, _SVV) - sv * mv
+    sxy = _get(st, _SUV) - su * mv
+    du = (x - x0) - mu  # the latest point, centred on the window means
+    dv = (y - y0) - mv
+    if sxx > 0.0:
+        if intercept:
+            beta = sxy / sxx
+            alpha = (mv + y0) - beta * (mu + x0)
+            spread = dv - beta * du
+            ssr = syy - beta * sxy
+            mean_e = 0.0
+        else:
+            xbar = mu + x0
+            ybar = mv + y0
+            beta = (sxy + n * xbar * ybar) / (sxx + n * xbar * xbar)
+            alpha = 0.0
+            spread = y - beta * x
+            mean_e = ybar - beta * xbar
+            ssr = syy - 2.0 * beta * sxy + beta * beta * sxx
+        out[row, 0] = beta
+        out[row, 1] = alpha
+        out[row, 2] = spread
+        if ssr > 0.0:
+            std = math.sqrt(ssr / (n - 1.0))
+            out[row, 3] = std
+            centred = dv - beta * du if intercept else spread - mean_e
+            out[row, 4] = centred / std
+        else:  # a perfect fit (or rounding just below zero): no spread to scale by
+            out[row, 3] = 0.0
+        if syy > 0.0:
+            out[row, 6] = sxy / math.sqrt(sxx * syy)
+    nret = si[_NRET]
+    if nret == window - 1 and nret >= 2:
+        m = float(nret)
+        rxs = _get(st, _RX)
+        rys = _get(st, _RY)
+        cxx = _get(st, _RXX) - rxs * rxs / m
+        cyy = _get(st, _RYY) - rys * rys / m
+        cxy = _get(st, _RXY) - rxs * rys / m
+        if cxx > 0.0 and cyy > 0.0:
+            out[row, 5] = cxy / math.sqrt(cxx * cyy)
+
+
+@numba.njit(cache=True)
+def _run(  # type: ignore[no-untyped-def]
+    st, si, bx, by, brx, bry, x_raw, y_raw, x, y, window, intercept, out
+):
+    for i in range(x.shape[0]):
+        _step(st, si, bx, by, brx, bry, x_raw[i], y_raw[i], x[i], y[i], window, intercept, out, i)
+
+
+class RollingPair:
+    """The incremental state of one pair and window (O(1) per bar)."""
+
+    __slots__ = ("_brx", "_bry", "_bx", "_by", "_si", "_st", "intercept", "log_prices", "window")
+
+    def __init__(self, window: int, intercept: bool = True, log_prices: bool = True) -> None:
+        if window < 2:
+            raise ValueError(f"window must be at least 2 bars, got {window}")
+        self.window = window
+        self.intercept = intercept
+        self.log_prices = log_prices
+        self._st = np.zeros(_N_FLOAT)
+        self._si = np.zeros(_N_INT, dtype=np.int64)
+        self._bx = np.zeros(window)
+        self._by = np.zeros(window)
+        self._brx = np.zeros(max(window - 1, 1))
+        self._bry = np.zeros(max(window - 1, 1))
+
+    def update_many(
+        self, x_raw: npt.NDArray[np.float64], y_raw: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """Advance by several bars (raw close prices); return their metrics, one row each."""
+        x_raw = np.ascontiguousarray(x_raw, dtype=np.float64)
+        y_raw = np.ascontiguousarray(y_raw, dtype=np.float64)
+        x = np.log(x_raw) if self.log_prices else x_raw
+        y = np.log(y_raw) if self.log_prices else y_raw
+        out = np.empty((x.shape[0], len(METRICS)))
+        _run(
+            self._st, self._si, self._bx, self._by, self._brx, self._bry,
+            x_raw, y_raw, x, y, self.window, self.intercept, out,
+        )  # fmt: skip
+        return out
+
+    def update(self, x_raw: float, y_raw: float) -> dict[str, float]:
+        """Advance by one bar (raw close prices of both legs); return the metrics."""
+        row = self.update_many(np.array([x_raw]), np.array([y_raw]))[0]
+        return dict(zip(METRICS, row.tolist(), strict=True))
+
+
+def rolling_pair_metrics(
+    x_raw: npt.NDArray[np.float64],
+    y_raw: npt.NDArray[np.float64],
+    window: int,
+    *,
+    intercept: bool = True,
+    log_prices: bool = True,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Return every metric for every bar of two aligned close-price series (batch path)."""
+    pair = RollingPair(window, intercept, log_prices)
+    out = pair.update_many(x_raw, y_raw)
+    return {name: out[:, k] for k, name in enumerate(METRICS)}
