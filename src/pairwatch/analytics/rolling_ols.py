@@ -15,9 +15,10 @@ Definitions (``docs/analytics.md``), over the last W aligned bars, on transforme
 A metric is NaN until the window is full, and NaN (never ±inf) when the window is flat.
 
 Accuracy. Sums are kept relative to a reference point (x₀, y₀) with Neumaier-compensated
-adds and removes, and every W updates they are recomputed exactly (two-pass, centred on
-the window mean, which becomes the new reference). Errors therefore cannot accumulate
-beyond W updates, and prices at BTC scale (60,000) lose no digits to cancellation.
+adds and removes, and every ``RESYNC_WINDOWS`` × W updates they are recomputed exactly
+(two-pass, centred on the window mean, which becomes the new reference). Errors therefore
+cannot accumulate beyond that many updates, and prices at BTC scale (60,000) lose no
+digits to cancellation.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ METRICS = (
 )
 """Output columns of the kernel, in order."""
 
+RESYNC_WINDOWS = 4
+"""Sums are recomputed exactly every this many windows of updates."""
+
 # Float state: reference point, then (sum, compensation) pairs.
 _REF_X, _REF_Y = 0, 1
 _SU, _SV, _SUU, _SVV, _SUV = 2, 4, 6, 8, 10  # window sums of u = x - x0, v = y - y0
 _RX, _RY, _RXX, _RYY, _RXY = 12, 14, 16, 18, 20  # sums of the one-bar log returns
-_PREV_X, _PREV_Y = 22, 23  # last raw prices (for returns)
+_PREV_X, _PREV_Y = 22, 23  # last log prices (for returns)
 _N_FLOAT = 24
 # Int state.
 _COUNT, _POS, _SINCE, _NRET, _RPOS, _HAS_PREV = range(6)
@@ -113,13 +117,16 @@ def _recompute(st, si, bx, by, brx, bry, window):  # type: ignore[no-untyped-def
 
 @numba.njit
 def _step(  # type: ignore[no-untyped-def]
-    st, si, bx, by, brx, bry, x_raw, y_raw, x, y, window, intercept, out, row
+    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, out, row
 ):
-    """Advance one pair by one bar and write its metrics into ``out[row]``."""
-    # One-bar log returns of the raw prices, the last W - 1 of them.
+    """Advance one pair by one bar and write its metrics into ``out[row]``.
+
+    ``lx``/``ly`` are the log closes (for returns), ``x``/``y`` the transformed ones.
+    """
+    # One-bar log returns, the last W - 1 of them.
     if si[_HAS_PREV]:
-        rx = math.log(x_raw / st[_PREV_X])
-        ry = math.log(y_raw / st[_PREV_Y])
+        rx = lx - st[_PREV_X]
+        ry = ly - st[_PREV_Y]
         nret = window - 1
         if nret > 0:
             rpos = si[_RPOS]
@@ -141,8 +148,8 @@ def _step(  # type: ignore[no-untyped-def]
             _add(st, _RXX, rx * rx)
             _add(st, _RYY, ry * ry)
             _add(st, _RXY, rx * ry)
-    st[_PREV_X] = x_raw
-    st[_PREV_Y] = y_raw
+    st[_PREV_X] = lx
+    st[_PREV_Y] = ly
     si[_HAS_PREV] = 1
 
     # The window of transformed prices.
@@ -173,7 +180,7 @@ def _step(  # type: ignore[no-untyped-def]
     _add(st, _SVV, v * v)
     _add(st, _SUV, u * v)
     si[_SINCE] += 1
-    if si[_SINCE] >= window and si[_COUNT] == window:
+    if si[_SINCE] >= RESYNC_WINDOWS * window and si[_COUNT] == window:
         _recompute(st, si, bx, by, brx, bry, window)
         x0 = st[_REF_X]
         y0 = st[_REF_Y]
@@ -233,10 +240,10 @@ def _step(  # type: ignore[no-untyped-def]
 
 @numba.njit(cache=True)
 def _run(  # type: ignore[no-untyped-def]
-    st, si, bx, by, brx, bry, x_raw, y_raw, x, y, window, intercept, out
+    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, out
 ):
     for i in range(x.shape[0]):
-        _step(st, si, bx, by, brx, bry, x_raw[i], y_raw[i], x[i], y[i], window, intercept, out, i)
+        _step(st, si, bx, by, brx, bry, lx[i], ly[i], x[i], y[i], window, intercept, out, i)
 
 
 class RollingPair:
@@ -263,12 +270,12 @@ class RollingPair:
         """Advance by several bars (raw close prices); return their metrics, one row each."""
         x_raw = np.ascontiguousarray(x_raw, dtype=np.float64)
         y_raw = np.ascontiguousarray(y_raw, dtype=np.float64)
-        x = np.log(x_raw) if self.log_prices else x_raw
-        y = np.log(y_raw) if self.log_prices else y_raw
+        lx, ly = np.log(x_raw), np.log(y_raw)
+        x, y = (lx, ly) if self.log_prices else (x_raw, y_raw)
         out = np.empty((x.shape[0], len(METRICS)))
         _run(
             self._st, self._si, self._bx, self._by, self._brx, self._bry,
-            x_raw, y_raw, x, y, self.window, self.intercept, out,
+            lx, ly, x, y, self.window, self.intercept, out,
         )  # fmt: skip
         return out
 
