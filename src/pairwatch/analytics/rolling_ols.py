@@ -11,7 +11,9 @@ Definitions (``docs/analytics.md``), over the last W aligned bars, on transforme
 - residuals e_i = y_i − α − β·x_i; ``spread`` = e_t (the latest); ``spread_std`` = their
   sample standard deviation (ddof 1); ``zscore`` = (e_t − mean(e)) / spread_std;
 - ``correlation``: Pearson correlation of the W − 1 one-bar log returns of the raw prices
-  inside the window; ``price_correlation``: Pearson correlation of the W transformed prices.
+  inside the window; ``price_correlation``: Pearson correlation of the W transformed prices;
+- ``half_life``: −ln 2 / ln φ bars, φ the AR(1) coefficient of the window's residuals
+  (e_i on e_{i−1}, with intercept); NaN when φ ∉ (0, 1) (no mean reversion, or overshoot).
 A metric is NaN until the window is full, and NaN (never ±inf) when the window is flat.
 
 Accuracy. Sums are kept relative to a reference point (x₀, y₀) with Neumaier-compensated
@@ -37,6 +39,7 @@ METRICS = (
     "zscore",
     "correlation",
     "price_correlation",
+    "half_life",
 )
 """Output columns of the kernel, in order."""
 
@@ -48,7 +51,8 @@ _REF_X, _REF_Y = 0, 1
 _SU, _SV, _SUU, _SVV, _SUV = 2, 4, 6, 8, 10  # window sums of u = x - x0, v = y - y0
 _RX, _RY, _RXX, _RYY, _RXY = 12, 14, 16, 18, 20  # sums of the one-bar log returns
 _PREV_X, _PREV_Y = 22, 23  # last log prices (for returns)
-_N_FLOAT = 24
+_LUU, _LUV, _LVU, _LVV = 24, 26, 28, 30  # lag-1 sums over adjacent points: u_i·u_{i-1}, …
+_N_FLOAT = 32
 # Int state.
 _COUNT, _POS, _SINCE, _NRET, _RPOS, _HAS_PREV = range(6)
 _N_INT = 6
@@ -72,7 +76,7 @@ def _get(st: npt.NDArray[np.float64], k: int) -> float:
 
 
 @numba.njit
-def _recompute(st, si, bx, by, brx, bry, window):  # type: ignore[no-untyped-def]
+def _recompute(st, si, bx, by, brx, bry, window, lags):  # type: ignore[no-untyped-def]
     """Rebuild every sum exactly from the buffers, centred on the window mean."""
     n = si[_COUNT]
     mx = 0.0
@@ -102,6 +106,20 @@ def _recompute(st, si, bx, by, brx, bry, window):  # type: ignore[no-untyped-def
         _add(st, _SUU, u * u)
         _add(st, _SVV, v * v)
         _add(st, _SUV, u * v)
+    for k in range(_LUU, _LVV + 2):
+        st[k] = 0.0
+    oldest = si[_POS] if n == window else 0
+    for j in range(n - 1 if lags else 0):
+        i0 = (oldest + j) % window
+        i1 = (oldest + j + 1) % window
+        u0 = bx[i0] - mx
+        v0 = by[i0] - my
+        u1 = bx[i1] - mx
+        v1 = by[i1] - my
+        _add(st, _LUU, u1 * u0)
+        _add(st, _LUV, u1 * v0)
+        _add(st, _LVU, v1 * u0)
+        _add(st, _LVV, v1 * v0)
     for k in range(_RX, _RXY + 2):
         st[k] = 0.0
     for i in range(si[_NRET]):
@@ -117,7 +135,7 @@ def _recompute(st, si, bx, by, brx, bry, window):  # type: ignore[no-untyped-def
 
 @numba.njit
 def _step(  # type: ignore[no-untyped-def]
-    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, out, row
+    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, lags, out, row
 ):
     """Advance one pair by one bar and write its metrics into ``out[row]``.
 
@@ -159,6 +177,16 @@ def _step(  # type: ignore[no-untyped-def]
     pos = si[_POS]
     x0 = st[_REF_X]
     y0 = st[_REF_Y]
+    if lags and si[_COUNT] > 0:  # the pair (newest so far, new point) joins the lag sums
+        last = (pos - 1) % window
+        up = bx[last] - x0
+        vp = by[last] - y0
+        un = x - x0
+        vn = y - y0
+        _add(st, _LUU, un * up)
+        _add(st, _LUV, un * vp)
+        _add(st, _LVU, vn * up)
+        _add(st, _LVV, vn * vp)
     if si[_COUNT] == window:
         u = bx[pos] - x0
         v = by[pos] - y0
@@ -167,6 +195,14 @@ def _step(  # type: ignore[no-untyped-def]
         _add(st, _SUU, -u * u)
         _add(st, _SVV, -v * v)
         _add(st, _SUV, -u * v)
+        if lags:  # the pair (oldest, second oldest) leaves the lag sums
+            nxt = (pos + 1) % window
+            u2 = bx[nxt] - x0
+            v2 = by[nxt] - y0
+            _add(st, _LUU, -u2 * u)
+            _add(st, _LUV, -u2 * v)
+            _add(st, _LVU, -v2 * u)
+            _add(st, _LVV, -v2 * v)
     else:
         si[_COUNT] += 1
     bx[pos] = x
@@ -181,11 +217,11 @@ def _step(  # type: ignore[no-untyped-def]
     _add(st, _SUV, u * v)
     si[_SINCE] += 1
     if si[_SINCE] >= RESYNC_WINDOWS * window and si[_COUNT] == window:
-        _recompute(st, si, bx, by, brx, bry, window)
+        _recompute(st, si, bx, by, brx, bry, window, lags)
         x0 = st[_REF_X]
         y0 = st[_REF_Y]
 
-    for k in range(7):
+    for k in range(8):
         out[row, k] = math.nan
     if si[_COUNT] < window or window < 2:
         return
@@ -226,6 +262,8 @@ def _step(  # type: ignore[no-untyped-def]
             out[row, 3] = 0.0
         if syy > 0.0:
             out[row, 6] = sxy / math.sqrt(sxx * syy)
+        if lags:
+            out[row, 7] = _half_life(st, si, bx, by, x0, y0, window, beta)
     nret = si[_NRET]
     if nret == window - 1 and nret >= 2:
         m = float(nret)
@@ -238,25 +276,68 @@ def _step(  # type: ignore[no-untyped-def]
             out[row, 5] = cxy / math.sqrt(cxx * cyy)
 
 
+@numba.njit
+def _half_life(st, si, bx, by, x0, y0, window, beta):  # type: ignore[no-untyped-def]
+    """Bars for the spread's deviation to halve, from an AR(1) fit over the window.
+
+    The residuals are e_i = g_i − c with g_i = v_i − β·u_i, and the AR(1) slope
+    φ = cov(e_i, e_{i−1}) / var(e_{i−1}) over the W − 1 adjacent pairs does not depend on c,
+    so it comes from the window sums and the lag-1 sums in O(1).
+    """
+    m = window - 1.0
+    oldest = si[_POS]
+    newest = (oldest - 1) % window
+    uo, vo = bx[oldest] - x0, by[oldest] - y0
+    un, vn = bx[newest] - x0, by[newest] - y0
+    su, sv = _get(st, _SU), _get(st, _SV)
+    g_all = sv - beta * su
+    g_first = g_all - (vn - beta * un)  # g_{i-1} over the pairs: all but the newest
+    g_last = g_all - (vo - beta * uo)  # g_i over the pairs: all but the oldest
+    suu = _get(st, _SUU) - un * un
+    suv = _get(st, _SUV) - un * vn
+    svv = _get(st, _SVV) - vn * vn
+    lag = _get(st, _LVV) - beta * (_get(st, _LVU) + _get(st, _LUV)) + beta * beta * _get(st, _LUU)
+    cov = lag - g_first * g_last / m
+    var = (svv - 2.0 * beta * suv + beta * beta * suu) - g_first * g_first / m
+    if not var > 0.0:
+        return math.nan
+    phi = cov / var
+    if not 0.0 < phi < 1.0:
+        return math.nan  # not mean-reverting (φ ≥ 1) or overshooting (φ ≤ 0)
+    return -math.log(2.0) / math.log(phi)
+
+
 @numba.njit(cache=True)
 def _run(  # type: ignore[no-untyped-def]
-    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, out
+    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, lags, out
 ):
     for i in range(x.shape[0]):
-        _step(st, si, bx, by, brx, bry, lx[i], ly[i], x[i], y[i], window, intercept, out, i)
+        _step(st, si, bx, by, brx, bry, lx[i], ly[i], x[i], y[i], window, intercept, lags, out, i)
 
 
 class RollingPair:
     """The incremental state of one pair and window (O(1) per bar)."""
 
-    __slots__ = ("_brx", "_bry", "_bx", "_by", "_si", "_st", "intercept", "log_prices", "window")
+    __slots__ = (
+        "_brx", "_bry", "_bx", "_by", "_si", "_st", "half_life", "intercept", "log_prices",
+        "window",
+    )  # fmt: skip
 
-    def __init__(self, window: int, intercept: bool = True, log_prices: bool = True) -> None:
+    def __init__(
+        self,
+        window: int,
+        intercept: bool = True,
+        log_prices: bool = True,
+        *,
+        half_life: bool = True,
+    ) -> None:
+        """Start an empty window; ``half_life=False`` skips that metric (and its lag sums)."""
         if window < 2:
             raise ValueError(f"window must be at least 2 bars, got {window}")
         self.window = window
         self.intercept = intercept
         self.log_prices = log_prices
+        self.half_life = half_life
         self._st = np.zeros(_N_FLOAT)
         self._si = np.zeros(_N_INT, dtype=np.int64)
         self._bx = np.zeros(window)
@@ -275,7 +356,7 @@ class RollingPair:
         out = np.empty((x.shape[0], len(METRICS)))
         _run(
             self._st, self._si, self._bx, self._by, self._brx, self._bry,
-            lx, ly, x, y, self.window, self.intercept, out,
+            lx, ly, x, y, self.window, self.intercept, self.half_life, out,
         )  # fmt: skip
         return out
 
@@ -292,8 +373,9 @@ def rolling_pair_metrics(
     *,
     intercept: bool = True,
     log_prices: bool = True,
+    half_life: bool = True,
 ) -> dict[str, npt.NDArray[np.float64]]:
     """Return every metric for every bar of two aligned close-price series (batch path)."""
-    pair = RollingPair(window, intercept, log_prices)
+    pair = RollingPair(window, intercept, log_prices, half_life=half_life)
     out = pair.update_many(x_raw, y_raw)
     return {name: out[:, k] for k, name in enumerate(METRICS)}

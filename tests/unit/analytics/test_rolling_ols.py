@@ -104,7 +104,8 @@ def test_metrics_are_nan_until_the_window_is_full() -> None:
     got = rolling_pair_metrics(x, y, 10)
     for name in METRICS:
         assert np.isnan(got[name][:9]).all(), name
-        assert np.isfinite(got[name][9:]).all(), name
+        if name != "half_life":  # NaN by definition when the window does not mean-revert
+            assert np.isfinite(got[name][9:]).all(), name
 
 
 def test_a_flat_window_gives_nan_never_inf() -> None:
@@ -142,3 +143,38 @@ def test_incremental_updates_equal_the_batch_path_bit_for_bit(
     assert [s["hedge_ratio"] for s in single] == pytest.approx(
         batch["hedge_ratio"][:5], nan_ok=True
     )
+
+
+def exact_half_life(x: np.ndarray, y: np.ndarray, window: int, intercept: bool) -> np.ndarray:
+    """AR(1) half-life of each window's exact residuals (numpy least squares)."""
+    out = []
+    for end in range(window, len(x) + 1):
+        xw, yw = x[end - window : end], y[end - window : end]
+        design = np.column_stack([xw, np.ones(window)]) if intercept else xw[:, None]
+        coef = np.linalg.lstsq(design, yw, rcond=None)[0]
+        resid = yw - design @ coef
+        lagged = np.column_stack([resid[:-1], np.ones(window - 1)])
+        phi = np.linalg.lstsq(lagged, resid[1:], rcond=None)[0][0]
+        out.append(-np.log(2) / np.log(phi) if 0 < phi < 1 else np.nan)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+def test_half_life_matches_an_ar1_fit_of_each_window(intercept: bool) -> None:
+    x, y = btc_eth(3_000, seed=9)
+    got = rolling_pair_metrics(x, y, 80, intercept=intercept)["half_life"][79:]
+    want = exact_half_life(np.log(x), np.log(y), 80, intercept)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert ok.mean() > 0.5
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-6)
+
+
+def test_leaving_out_the_half_life_changes_no_other_metric() -> None:
+    x, y = btc_eth(2_000, seed=10)
+    full = rolling_pair_metrics(x, y, 50)
+    lean = rolling_pair_metrics(x, y, 50, half_life=False)
+    assert np.isnan(lean["half_life"]).all()
+    for name in METRICS:
+        if name != "half_life":
+            np.testing.assert_array_equal(lean[name], full[name], err_msg=name)
