@@ -1,0 +1,180 @@
+"""Per symbol × timeframe metrics over the last W bars, O(1) per bar.
+
+- ``log_return``: ln(close_t / close_{t−1}); NaN for the first bar;
+- ``volatility``: sample standard deviation (ddof 1) of the last W log returns, annualised by
+  the bar length (× √(bars per year), a year being 365 days: crypto trades every day);
+- ``vwap``: Σ quote volume / Σ volume over the last W bars (NaN with no volume);
+- ``volume_zscore``, ``trades_zscore``: (value_t − mean) / sample std over the last W bars.
+Each is NaN until its W values exist, and NaN (never ±inf) when its window is flat.
+
+As in ``rolling_ols``: one numba step for the live and the batch path, window sums kept
+with compensated adds and removes and recomputed exactly every few windows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+SYMBOL_METRICS = ("log_return", "volatility", "vwap", "volume_zscore", "trades_zscore")
+
+YEAR_MS = 365 * 86_400_000
+_RESYNC_WINDOWS = 4
+
+# Float state: (sum, compensation) pairs, then the last close.
+_R, _RR, _V, _VV, _Q, _N, _NN = 0, 2, 4, 6, 8, 10, 12
+_PREV = 14
+_N_FLOAT = 15
+# Int state: values in the window, ring position, returns seen, updates since resync.
+_COUNT, _POS, _NRET, _SINCE = range(4)
+
+
+@numba.njit(inline="always")
+def _add(st: npt.NDArray[np.float64], k: int, value: float) -> None:
+    """Neumaier-compensated ``st[k] += value`` (compensation in ``st[k + 1]``)."""
+    s = st[k]
+    t = s + value
+    if abs(s) >= abs(value):
+        st[k + 1] += (s - t) + value
+    else:
+        st[k + 1] += (value - t) + s
+    st[k] = t
+
+
+@numba.njit(inline="always")
+def _zscore(value: float, total: float, squares: float, n: float) -> float:
+    mean = total / n
+    var = (squares - total * mean) / (n - 1.0)
+    if not var > 0.0:
+        return math.nan
+    return (value - mean) / math.sqrt(var)
+
+
+@numba.njit
+def _resync(st, buf, count):  # type: ignore[no-untyped-def]
+    """Recompute every window sum exactly from the ring buffer."""
+    for k in range(_R, _NN + 2):
+        st[k] = 0.0
+    for i in range(count):
+        r = buf[i, 0]
+        if not math.isnan(r):
+            _add(st, _R, r)
+            _add(st, _RR, r * r)
+        _add(st, _V, buf[i, 1])
+        _add(st, _VV, buf[i, 1] * buf[i, 1])
+        _add(st, _Q, buf[i, 2])
+        _add(st, _N, buf[i, 3])
+        _add(st, _NN, buf[i, 3] * buf[i, 3])
+
+
+@numba.njit
+def _symbol_step(st, si, buf, close, volume, quote, trades, window, annual, out, row):  # type: ignore[no-untyped-def]
+    r = math.log(close / st[_PREV])  # NaN for the first bar: the previous close is NaN
+    st[_PREV] = close
+    pos = si[_POS]
+    if si[_COUNT] == window:  # the oldest bar leaves
+        old_r = buf[pos, 0]
+        if not math.isnan(old_r):
+            _add(st, _R, -old_r)
+            _add(st, _RR, -old_r * old_r)
+            si[_NRET] -= 1
+        _add(st, _V, -buf[pos, 1])
+        _add(st, _VV, -buf[pos, 1] * buf[pos, 1])
+        _add(st, _Q, -buf[pos, 2])
+        _add(st, _N, -buf[pos, 3])
+        _add(st, _NN, -buf[pos, 3] * buf[pos, 3])
+    else:
+        si[_COUNT] += 1
+    buf[pos, 0] = r
+    buf[pos, 1] = volume
+    buf[pos, 2] = quote
+    buf[pos, 3] = trades
+    si[_POS] = (pos + 1) % window
+    if not math.isnan(r):
+        _add(st, _R, r)
+        _add(st, _RR, r * r)
+        si[_NRET] += 1
+    _add(st, _V, volume)
+    _add(st, _VV, volume * volume)
+    _add(st, _Q, quote)
+    _add(st, _N, trades)
+    _add(st, _NN, trades * trades)
+    si[_SINCE] += 1
+    if si[_SINCE] >= _RESYNC_WINDOWS * window:
+        _resync(st, buf, si[_COUNT])
+        si[_SINCE] = 0
+
+    out[row, 0] = r
+    for k in range(1, 5):
+        out[row, k] = math.nan
+    n = float(window)
+    if si[_NRET] == window and window >= 2:
+        total = st[_R] + st[_R + 1]
+        var = (st[_RR] + st[_RR + 1] - total * total / n) / (n - 1.0)
+        if var > 0.0:
+            out[row, 1] = math.sqrt(var) * annual
+        elif var == 0.0:
+            out[row, 1] = 0.0
+    if si[_COUNT] == window:
+        vol_sum = st[_V] + st[_V + 1]
+        if vol_sum > 0.0:
+            out[row, 2] = (st[_Q] + st[_Q + 1]) / vol_sum
+        if window >= 2:
+            out[row, 3] = _zscore(volume, vol_sum, st[_VV] + st[_VV + 1], n)
+            out[row, 4] = _zscore(trades, st[_N] + st[_N + 1], st[_NN] + st[_NN + 1], n)
+
+
+@numba.njit(cache=True)
+def _symbol_run(st, si, buf, close, volume, quote, trades, window, annual, out):  # type: ignore[no-untyped-def]
+    for i in range(close.shape[0]):
+        _symbol_step(st, si, buf, close[i], volume[i], quote[i], trades[i], window, annual, out, i)
+
+
+class RollingSymbol:
+    """The incremental state of one symbol, timeframe and window."""
+
+    __slots__ = ("_buf", "_si", "_st", "annual", "window")
+
+    def __init__(self, window: int, bar_ms: int) -> None:
+        if window < 2:
+            raise ValueError(f"window must be at least 2 bars, got {window}")
+        if bar_ms <= 0:
+            raise ValueError(f"bar length must be positive, got {bar_ms} ms")
+        self.window = window
+        self.annual = math.sqrt(YEAR_MS / bar_ms)
+        self._st = np.zeros(_N_FLOAT)
+        self._st[_PREV] = math.nan  # no previous close yet
+        self._si = np.zeros(4, dtype=np.int64)
+        self._buf = np.zeros((window, 4))
+
+    def update_many(
+        self,
+        close: npt.NDArray[np.float64],
+        volume: npt.NDArray[np.float64],
+        quote_volume: npt.NDArray[np.float64],
+        trades: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """Advance by several bars; return their metrics, one row each."""
+        c, v, q, n = (
+            np.ascontiguousarray(a, dtype=np.float64) for a in (close, volume, quote_volume, trades)
+        )
+        out = np.empty((c.shape[0], len(SYMBOL_METRICS)))
+        _symbol_run(self._st, self._si, self._buf, c, v, q, n, self.window, self.annual, out)
+        return out
+
+
+def symbol_metrics(
+    close: npt.NDArray[np.float64],
+    volume: npt.NDArray[np.float64],
+    quote_volume: npt.NDArray[np.float64],
+    trades: npt.NDArray[np.float64],
+    *,
+    window: int,
+    bar_ms: int,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Return the symbol metrics for every bar of one symbol's series (batch path)."""
+    out = RollingSymbol(window, bar_ms).update_many(close, volume, quote_volume, trades)
+    return {name: out[:, k] for k, name in enumerate(SYMBOL_METRICS)}

@@ -1,0 +1,69 @@
+"""Symbol metrics against pandas rolling computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS, RollingSymbol, symbol_metrics
+
+
+def bars(n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    close = 60_000 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    volume = rng.exponential(2.0, n)
+    volume[rng.random(n) < 0.1] = 0.0  # quiet bars
+    quote = volume * close * (1 + rng.normal(0, 1e-4, n))
+    trades = rng.poisson(30, n).astype(float)
+    return close, volume, quote, trades
+
+
+def test_metrics_match_pandas_rolling() -> None:
+    close, volume, quote, trades = bars(20_000)
+    got = symbol_metrics(close, volume, quote, trades, window=60, bar_ms=60_000)
+    returns = np.log(pd.Series(close)).diff()
+    # ln(a/b) here, ln a − ln b in pandas: equal to ~1e-15 absolute.
+    np.testing.assert_allclose(got["log_return"], returns, rtol=0, atol=1e-14, equal_nan=True)
+    annual = math.sqrt(365 * 1440)
+    want_vol = returns.rolling(60).std() * annual
+    np.testing.assert_allclose(got["volatility"], want_vol, rtol=1e-9, equal_nan=True)
+    want_vwap = pd.Series(quote).rolling(60).sum() / pd.Series(volume).rolling(60).sum()
+    np.testing.assert_allclose(got["vwap"], want_vwap, rtol=1e-9, equal_nan=True)
+    for name, series in (("volume_zscore", volume), ("trades_zscore", trades)):
+        s = pd.Series(series)
+        want = (s - s.rolling(60).mean()) / s.rolling(60).std()
+        np.testing.assert_allclose(got[name], want, rtol=1e-8, atol=1e-9, equal_nan=True)
+
+
+def test_warm_up_and_flat_windows_give_nan() -> None:
+    close = np.full(30, 100.0)
+    zeros = np.zeros(30)
+    got = symbol_metrics(close, zeros, zeros, zeros, window=10, bar_ms=1_000)
+    assert np.isnan(got["log_return"][0])
+    assert (got["log_return"][1:] == 0.0).all()
+    assert np.isnan(got["volatility"][:10]).all()
+    assert (got["volatility"][10:] == 0.0).all()
+    for name in ("vwap", "volume_zscore", "trades_zscore"):
+        assert np.isnan(got[name]).all(), name
+        assert not np.isinf(got[name]).any(), name
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=6), st.integers(2, 20), st.integers(0, 99))
+def test_incremental_updates_equal_the_batch_path(
+    chunks: list[int], window: int, seed: int
+) -> None:
+    data = bars(sum(chunks), seed=seed)
+    batch = symbol_metrics(*data, window=window, bar_ms=1_000)
+    state = RollingSymbol(window, 1_000)
+    rows, start = [], 0
+    for size in chunks:
+        rows.append(state.update_many(*(a[start : start + size] for a in data)))
+        start += size
+    live = np.vstack(rows)
+    for k, name in enumerate(SYMBOL_METRICS):
+        np.testing.assert_array_equal(live[:, k], batch[name], err_msg=name)
