@@ -24,6 +24,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from pairwatch.analytics.rolling_ols import log_prices
+
 KALMAN_METRICS = ("kalman_beta", "kalman_alpha", "kalman_spread", "kalman_zscore")
 
 # State: beta, alpha, P00, P01, P11, bars seen
@@ -103,7 +105,7 @@ class KalmanPair:
         x = np.ascontiguousarray(x_raw, dtype=np.float64)
         y = np.ascontiguousarray(y_raw, dtype=np.float64)
         if self.log_prices:
-            x, y = np.log(x), np.log(y)
+            x, y = log_prices(x), log_prices(y)
         out = np.empty((x.shape[0], len(KALMAN_METRICS)))
         _kalman_run(self._st, x, y, self.delta, self.obs_var, float(self.warmup), out)
         return out

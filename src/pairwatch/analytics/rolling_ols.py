@@ -58,6 +58,19 @@ _COUNT, _POS, _SINCE, _NRET, _RPOS, _HAS_PREV = range(6)
 _N_INT = 6
 
 
+@numba.njit(cache=True)
+def log_prices(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Return ln of each value with the same scalar log the kernels use.
+
+    numpy's vectorised log may differ from the C library's by one unit in the last place on
+    some CPUs; using one log everywhere keeps the live and batch paths bit-identical.
+    """
+    out = np.empty_like(values)
+    for i in range(values.shape[0]):
+        out[i] = math.log(values[i])
+    return out
+
+
 @numba.njit(inline="always")
 def _add(st: npt.NDArray[np.float64], k: int, value: float) -> None:
     """Neumaier-compensated ``st[k] += value`` (the compensation lives in ``st[k + 1]``)."""
@@ -351,7 +364,7 @@ class RollingPair:
         """Advance by several bars (raw close prices); return their metrics, one row each."""
         x_raw = np.ascontiguousarray(x_raw, dtype=np.float64)
         y_raw = np.ascontiguousarray(y_raw, dtype=np.float64)
-        lx, ly = np.log(x_raw), np.log(y_raw)
+        lx, ly = log_prices(x_raw), log_prices(y_raw)
         x, y = (lx, ly) if self.log_prices else (x_raw, y_raw)
         out = np.empty((x.shape[0], len(METRICS)))
         _run(

@@ -1,0 +1,37 @@
+"""A bank of pairs gives each pair the numbers it would get on its own."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pairwatch.analytics.kalman import KALMAN_METRICS, kalman_metrics
+from pairwatch.analytics.pair_bank import PAIR_METRICS, PairBank
+from pairwatch.analytics.rolling_ols import METRICS, rolling_pair_metrics
+from unit.analytics.test_rolling_ols import btc_eth
+
+
+def test_each_pair_of_a_bank_equals_its_own_batch_to_the_bit() -> None:
+    n_pairs, n_bars, window = 5, 300, 30
+    series = [btc_eth(n_bars, seed=s) for s in range(n_pairs)]
+    bank = PairBank(n_pairs, window)
+    rng = np.random.default_rng(1)
+    results: list[list[np.ndarray]] = [[] for _ in range(n_pairs)]
+    cursor = [0] * n_pairs
+    # Pairs receive their bars in a random interleaving, several in one call.
+    while any(c < n_bars for c in cursor):
+        live = [p for p in range(n_pairs) if cursor[p] < n_bars]
+        chosen = rng.choice(live, size=rng.integers(1, len(live) + 1), replace=False)
+        rows = np.array(sorted(chosen), dtype=np.int64)
+        xs = np.array([series[p][0][cursor[p]] for p in rows])
+        ys = np.array([series[p][1][cursor[p]] for p in rows])
+        out = bank.update(rows, xs, ys)
+        for k, p in enumerate(rows):
+            results[p].append(out[k])
+            cursor[p] += 1
+    for p in range(n_pairs):
+        got = np.array(results[p])
+        x, y = series[p]
+        alone = rolling_pair_metrics(x, y, window) | kalman_metrics(x, y)
+        for k, name in enumerate(PAIR_METRICS):
+            np.testing.assert_array_equal(got[:, k], alone[name], err_msg=f"pair {p} {name}")
+    assert PAIR_METRICS == METRICS + KALMAN_METRICS
