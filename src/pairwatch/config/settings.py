@@ -22,6 +22,7 @@ from pairwatch.config.field_types import (
     TimeframeList,
     WebsocketUrlOrNone,
 )
+from pairwatch.config.pairs import Pair
 from pairwatch.config.sources import (
     ENV_NESTED_DELIMITER,
     ENV_PREFIX,
@@ -269,6 +270,29 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(
         default_factory=StorageSettings, description="The SQLite store."
     )
+    pairs: tuple[Pair, ...] = Field(
+        default=(), description="Pairs the analytics follow: [[pairs]] tables or 'Y/X' strings."
+    )
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Settings:
+        """Pairs may only use configured symbols and timeframes, each pair once."""
+        symbols = set(self.feed.symbols)
+        timeframes = set(self.bars.timeframes)
+        seen: set[str] = set()
+        for pair in self.pairs:
+            missing = [s for s in (pair.y, pair.x) if s not in symbols]
+            if missing:
+                raise ValueError(f"pair {pair.name}: {', '.join(missing)} not among feed.symbols")
+            unknown = [t for t in pair.timeframes or () if t not in timeframes]
+            if unknown:
+                raise ValueError(
+                    f"pair {pair.name}: timeframes {', '.join(unknown)} not among bars.timeframes"
+                )
+            if pair.name in seen:
+                raise ValueError(f"pair {pair.name} is listed twice")
+            seen.add(pair.name)
+        return self
 
     @property
     def db_path(self) -> Path:

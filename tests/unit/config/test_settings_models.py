@@ -99,6 +99,7 @@ def test_defaults_dump_as_they_are_written_in_toml() -> None:
                 "sweep_interval": "1h",
             },
         },
+        "pairs": [],
     }
 
 
