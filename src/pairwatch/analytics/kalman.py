@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from pairwatch.analytics.rolling_ols import log_prices
+from pairwatch.analytics.rolling_ols import checked_prices, log_prices
 
 KALMAN_METRICS = ("kalman_beta", "kalman_alpha", "kalman_spread", "kalman_zscore")
 
@@ -34,6 +34,10 @@ _B, _A, _P00, _P01, _P11, _N = range(6)
 
 @numba.njit
 def _kalman_step(st, x, y, delta, obs_var, warmup, out, row):  # type: ignore[no-untyped-def]
+    if not (math.isfinite(x) and math.isfinite(y)):  # no observation: the state stays
+        for k in range(4):
+            out[row, k] = math.nan
+        return
     p00 = st[_P00] + delta
     p01 = st[_P01]
     p11 = st[_P11] + delta
@@ -102,8 +106,7 @@ class KalmanPair:
         self, x_raw: npt.NDArray[np.float64], y_raw: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.float64]:
         """Advance by several bars (raw closes); return their metrics, one row each."""
-        x = np.ascontiguousarray(x_raw, dtype=np.float64)
-        y = np.ascontiguousarray(y_raw, dtype=np.float64)
+        x, y = checked_prices(x_raw, y_raw)
         if self.log_prices:
             x, y = log_prices(x), log_prices(y)
         out = np.empty((x.shape[0], len(KALMAN_METRICS)))

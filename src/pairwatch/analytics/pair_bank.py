@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pairwatch.analytics.kalman import KALMAN_METRICS, _kalman_step
-from pairwatch.analytics.rolling_ols import _N_FLOAT, _N_INT, METRICS, _step
+from pairwatch.analytics.rolling_ols import _N_FLOAT, _N_INT, METRICS, _step, checked_prices
 
 PAIR_METRICS = METRICS + KALMAN_METRICS
 """Columns of ``PairBank.update``'s result, in order."""
@@ -53,6 +53,8 @@ class PairBank:
     ) -> None:
         if window < 2:
             raise ValueError(f"window must be at least 2 bars, got {window}")
+        if not delta > 0 or not obs_var > 0:
+            raise ValueError("delta and obs_var must be > 0")
         self.window = window
         self.intercept = intercept
         self.log_prices = log_prices
@@ -76,6 +78,12 @@ class PairBank:
         y_raw: npt.NDArray[np.float64],
     ) -> npt.NDArray[np.float64]:
         """Advance pairs ``rows`` by one bar each (raw closes); return one metrics row each."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        x_raw, y_raw = checked_prices(x_raw, y_raw)
+        if rows.ndim != 1 or rows.shape != x_raw.shape:
+            raise ValueError("rows and prices must be 1-D and of the same length")
+        if rows.size and (rows.min() < 0 or rows.max() >= self._st.shape[0]):
+            raise ValueError(f"rows must be within 0..{self._st.shape[0] - 1}")
         out = np.empty((rows.shape[0], len(PAIR_METRICS)))
         _bank_update(
             rows, self._st, self._si, self._bx, self._by, self._brx, self._bry, self._kst,

@@ -71,6 +71,21 @@ def log_prices(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return out
 
 
+def checked_prices(*columns: npt.ArrayLike) -> list[npt.NDArray[np.float64]]:
+    """Return the columns as contiguous float64 arrays of one length, all finite and > 0.
+
+    The kernels trust their input (numba does no bounds checks, and one NaN would poison
+    the running sums), so every public entry point goes through here.
+    """
+    arrays = [np.ascontiguousarray(c, dtype=np.float64) for c in columns]
+    if any(a.ndim != 1 or a.shape != arrays[0].shape for a in arrays):
+        raise ValueError("price columns must be 1-D and of the same length")
+    for a in arrays:
+        if not bool(np.all(np.isfinite(a) & (a > 0.0))):
+            raise ValueError("prices must be finite and greater than zero")
+    return arrays
+
+
 @numba.njit(inline="always")
 def _add(st: npt.NDArray[np.float64], k: int, value: float) -> None:
     """Neumaier-compensated ``st[k] += value`` (the compensation lives in ``st[k + 1]``)."""
@@ -266,7 +281,9 @@ def _step(  # type: ignore[no-untyped-def]
         out[row, 0] = beta
         out[row, 1] = alpha
         out[row, 2] = spread
-        if ssr > 0.0:
+        # 1 − R² below 1e-12: the residuals are rounding noise of a perfect fit, not a
+        # spread (ssr = syy − β·sxy cancels there); no market pair comes this close.
+        if ssr > 1e-12 * syy:
             std = math.sqrt(ssr / (n - 1.0))
             out[row, 3] = std
             centred = dv - beta * du if intercept else spread - mean_e
@@ -362,8 +379,7 @@ class RollingPair:
         self, x_raw: npt.NDArray[np.float64], y_raw: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.float64]:
         """Advance by several bars (raw close prices); return their metrics, one row each."""
-        x_raw = np.ascontiguousarray(x_raw, dtype=np.float64)
-        y_raw = np.ascontiguousarray(y_raw, dtype=np.float64)
+        x_raw, y_raw = checked_prices(x_raw, y_raw)
         lx, ly = log_prices(x_raw), log_prices(y_raw)
         x, y = (lx, ly) if self.log_prices else (x_raw, y_raw)
         out = np.empty((x.shape[0], len(METRICS)))

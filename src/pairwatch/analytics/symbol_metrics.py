@@ -19,15 +19,20 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from pairwatch.analytics.rolling_ols import checked_prices
+
 SYMBOL_METRICS = ("log_return", "volatility", "vwap", "volume_zscore", "trades_zscore")
 
 YEAR_MS = 365 * 86_400_000
 _RESYNC_WINDOWS = 4
 
-# Float state: (sum, compensation) pairs, then the last close.
+# Float state: (sum, compensation) pairs, the last close, and the reference values the
+# volume and trade-count sums are kept relative to (raw sums of squares would cancel).
 _R, _RR, _V, _VV, _Q, _N, _NN = 0, 2, 4, 6, 8, 10, 12
 _PREV = 14
-_N_FLOAT = 15
+_REF_V, _REF_N = 15, 16
+_N_FLOAT = 17
+_FLAT = 64.0 * 2.220446049250313e-16
 # Int state: values in the window, ring position, returns seen, updates since resync.
 _COUNT, _POS, _NRET, _SINCE = range(4)
 
@@ -45,17 +50,27 @@ def _add(st: npt.NDArray[np.float64], k: int, value: float) -> None:
 
 
 @numba.njit(inline="always")
-def _zscore(value: float, total: float, squares: float, n: float) -> float:
+def _zscore(value: float, total: float, squares: float, n: float, ref: float) -> float:
+    """The z-score of ``value`` (relative to ``ref``) from sums of values relative to ``ref``."""
     mean = total / n
     var = (squares - total * mean) / (n - 1.0)
-    if not var > 0.0:
+    # A window whose values differ only by rounding (of numbers near ``ref``) is flat.
+    noise = _FLAT * ref
+    if not var > noise * noise:
         return math.nan
     return (value - mean) / math.sqrt(var)
 
 
 @numba.njit
 def _resync(st, buf, count):  # type: ignore[no-untyped-def]
-    """Recompute every window sum exactly from the ring buffer."""
+    """Recompute every window sum exactly from the ring buffer, centred on its means."""
+    ref_v = 0.0
+    ref_n = 0.0
+    for i in range(count):
+        ref_v += buf[i, 1]
+        ref_n += buf[i, 3]
+    st[_REF_V] = ref_v / count
+    st[_REF_N] = ref_n / count
     for k in range(_R, _NN + 2):
         st[k] = 0.0
     for i in range(count):
@@ -63,11 +78,13 @@ def _resync(st, buf, count):  # type: ignore[no-untyped-def]
         if not math.isnan(r):
             _add(st, _R, r)
             _add(st, _RR, r * r)
-        _add(st, _V, buf[i, 1])
-        _add(st, _VV, buf[i, 1] * buf[i, 1])
+        dv = buf[i, 1] - st[_REF_V]
+        dn = buf[i, 3] - st[_REF_N]
+        _add(st, _V, dv)
+        _add(st, _VV, dv * dv)
         _add(st, _Q, buf[i, 2])
-        _add(st, _N, buf[i, 3])
-        _add(st, _NN, buf[i, 3] * buf[i, 3])
+        _add(st, _N, dn)
+        _add(st, _NN, dn * dn)
 
 
 @numba.njit
@@ -75,17 +92,24 @@ def _symbol_step(st, si, buf, close, volume, quote, trades, window, annual, out,
     r = math.log(close / st[_PREV])  # NaN for the first bar: the previous close is NaN
     st[_PREV] = close
     pos = si[_POS]
+    if si[_COUNT] == 0:
+        st[_REF_V] = volume
+        st[_REF_N] = trades
+    ref_v = st[_REF_V]
+    ref_n = st[_REF_N]
     if si[_COUNT] == window:  # the oldest bar leaves
         old_r = buf[pos, 0]
         if not math.isnan(old_r):
             _add(st, _R, -old_r)
             _add(st, _RR, -old_r * old_r)
             si[_NRET] -= 1
-        _add(st, _V, -buf[pos, 1])
-        _add(st, _VV, -buf[pos, 1] * buf[pos, 1])
+        dv = buf[pos, 1] - ref_v
+        dn = buf[pos, 3] - ref_n
+        _add(st, _V, -dv)
+        _add(st, _VV, -dv * dv)
         _add(st, _Q, -buf[pos, 2])
-        _add(st, _N, -buf[pos, 3])
-        _add(st, _NN, -buf[pos, 3] * buf[pos, 3])
+        _add(st, _N, -dn)
+        _add(st, _NN, -dn * dn)
     else:
         si[_COUNT] += 1
     buf[pos, 0] = r
@@ -97,11 +121,13 @@ def _symbol_step(st, si, buf, close, volume, quote, trades, window, annual, out,
         _add(st, _R, r)
         _add(st, _RR, r * r)
         si[_NRET] += 1
-    _add(st, _V, volume)
-    _add(st, _VV, volume * volume)
+    dv = volume - ref_v
+    dn = trades - ref_n
+    _add(st, _V, dv)
+    _add(st, _VV, dv * dv)
     _add(st, _Q, quote)
-    _add(st, _N, trades)
-    _add(st, _NN, trades * trades)
+    _add(st, _N, dn)
+    _add(st, _NN, dn * dn)
     si[_SINCE] += 1
     if si[_SINCE] >= _RESYNC_WINDOWS * window:
         _resync(st, buf, si[_COUNT])
@@ -119,12 +145,17 @@ def _symbol_step(st, si, buf, close, volume, quote, trades, window, annual, out,
         elif var == 0.0:
             out[row, 1] = 0.0
     if si[_COUNT] == window:
-        vol_sum = st[_V] + st[_V + 1]
+        ref_v = st[_REF_V]  # a resync above may have moved the references
+        ref_n = st[_REF_N]
+        dv_sum = st[_V] + st[_V + 1]
+        vol_sum = dv_sum + n * ref_v
         if vol_sum > 0.0:
             out[row, 2] = (st[_Q] + st[_Q + 1]) / vol_sum
         if window >= 2:
-            out[row, 3] = _zscore(volume, vol_sum, st[_VV] + st[_VV + 1], n)
-            out[row, 4] = _zscore(trades, st[_N] + st[_N + 1], st[_NN] + st[_NN + 1], n)
+            out[row, 3] = _zscore(volume - ref_v, dv_sum, st[_VV] + st[_VV + 1], n, ref_v)
+            out[row, 4] = _zscore(
+                trades - ref_n, st[_N] + st[_N + 1], st[_NN] + st[_NN + 1], n, ref_n
+            )
 
 
 @numba.njit(cache=True)
@@ -158,9 +189,13 @@ class RollingSymbol:
         trades: npt.NDArray[np.float64],
     ) -> npt.NDArray[np.float64]:
         """Advance by several bars; return their metrics, one row each."""
-        c, v, q, n = (
-            np.ascontiguousarray(a, dtype=np.float64) for a in (close, volume, quote_volume, trades)
+        (c,) = checked_prices(close)
+        v, q, n = (
+            np.ascontiguousarray(a, dtype=np.float64) for a in (volume, quote_volume, trades)
         )
+        for name, a in (("volume", v), ("quote volume", q), ("trades", n)):
+            if a.shape != c.shape or not bool(np.all(np.isfinite(a) & (a >= 0.0))):
+                raise ValueError(f"{name} must be finite, >= 0 and as long as close")
         out = np.empty((c.shape[0], len(SYMBOL_METRICS)))
         _symbol_run(self._st, self._si, self._buf, c, v, q, n, self.window, self.annual, out)
         return out

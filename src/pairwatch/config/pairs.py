@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pairwatch.config.durations import PositiveDuration
 from pairwatch.config.field_types import Timeframe
 
-_SECTION = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+_SECTION = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 def _from_text(value: Any) -> Any:
@@ -49,7 +49,7 @@ class PairSettings(BaseModel):
     timeframes: tuple[Timeframe, ...] | None = Field(
         default=None, description="Timeframes to analyse; unset: all of bars.timeframes."
     )
-    windows: tuple[Annotated[int, Field(ge=2, le=100_000)], ...] = Field(
+    windows: tuple[Annotated[int, Field(ge=3, le=100_000)], ...] = Field(
         default=(100,), description="Rolling windows, in bars."
     )
     transform: Literal["log", "raw"] = Field(default="log", description="Price transform.")
@@ -72,6 +72,10 @@ class PairSettings(BaseModel):
             raise ValueError(f"a pair needs two different symbols, got {self.y}/{self.x}")
         if not self.windows:
             raise ValueError("list at least one window")
+        if self.timeframes is not None and (
+            not self.timeframes or len(set(self.timeframes)) != len(self.timeframes)
+        ):
+            raise ValueError(f"timeframes must be listed once each, got {list(self.timeframes)}")
         if len(set(self.windows)) != len(self.windows):
             raise ValueError(f"windows repeat: {list(self.windows)}")
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pairwatch.analytics.kalman import KALMAN_METRICS, kalman_metrics
 from pairwatch.analytics.pair_bank import PAIR_METRICS, PairBank
@@ -35,3 +36,16 @@ def test_each_pair_of_a_bank_equals_its_own_batch_to_the_bit() -> None:
         for k, name in enumerate(PAIR_METRICS):
             np.testing.assert_array_equal(got[:, k], alone[name], err_msg=f"pair {p} {name}")
     assert PAIR_METRICS == METRICS + KALMAN_METRICS
+
+
+def test_a_bank_refuses_rows_and_prices_it_cannot_trust() -> None:
+    bank = PairBank(2, 10)
+    one = np.array([1.0])
+    with pytest.raises(ValueError, match=r"within 0\.\.1"):
+        bank.update(np.array([2]), one, one)
+    with pytest.raises(ValueError, match="same length"):
+        bank.update(np.array([0, 1]), one, one)
+    with pytest.raises(ValueError, match="finite and greater than zero"):
+        bank.update(np.array([0]), np.array([np.nan]), one)
+    with pytest.raises(ValueError, match="must be > 0"):
+        PairBank(2, 10, delta=0.0)

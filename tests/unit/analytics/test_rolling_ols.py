@@ -178,3 +178,17 @@ def test_leaving_out_the_half_life_changes_no_other_metric() -> None:
     for name in METRICS:
         if name != "half_life":
             np.testing.assert_array_equal(lean[name], full[name], err_msg=name)
+
+
+def test_a_perfect_fit_has_no_spread_to_scale_by() -> None:
+    x, _ = btc_eth(300, seed=11)
+    got = rolling_pair_metrics(x, 0.05 * x + 3.0, 20, log_prices=False)
+    assert (got["spread_std"][19:] == 0.0).all()
+    assert np.isnan(got["zscore"][19:]).all()
+
+
+def test_prices_that_are_not_finite_and_positive_are_refused() -> None:
+    pair = RollingPair(10)
+    for bad in (np.nan, np.inf, 0.0, -1.0):
+        with pytest.raises(ValueError, match="finite and greater than zero"):
+            pair.update_many(np.array([1.0, bad]), np.array([1.0, 1.0]))

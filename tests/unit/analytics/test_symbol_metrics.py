@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,3 +68,29 @@ def test_incremental_updates_equal_the_batch_path(
     live = np.vstack(rows)
     for k, name in enumerate(SYMBOL_METRICS):
         np.testing.assert_array_equal(live[:, k], batch[name], err_msg=name)
+
+
+def test_constant_and_large_volumes_are_handled_exactly() -> None:
+    n = 200
+    close = np.full(n, 100.0)
+    flat = np.full(n, 12.345)
+    got = symbol_metrics(close, flat, flat * 100, flat, window=20, bar_ms=1_000)
+    assert np.isnan(got["volume_zscore"]).all()  # a flat window has no z-score
+    rng = np.random.default_rng(3)
+    big = 1e6 + rng.normal(0, 0.01, n)
+    got = symbol_metrics(close, big, big * 100, big, window=20, bar_ms=1_000)
+    s = pd.Series(big)
+    exact = [
+        (big[i] - big[i - 19 : i + 1].mean()) / big[i - 19 : i + 1].std(ddof=1)
+        for i in range(19, n)
+    ]
+    np.testing.assert_allclose(got["volume_zscore"][19:], exact, rtol=1e-6, atol=1e-6)
+    assert s.size == n
+
+
+def test_bad_closes_and_volumes_are_refused() -> None:
+    one = np.ones(3)
+    with pytest.raises(ValueError, match="finite and greater than zero"):
+        symbol_metrics(np.array([1.0, 0.0, 1.0]), one, one, one, window=2, bar_ms=1_000)
+    with pytest.raises(ValueError, match="volume must be finite"):
+        symbol_metrics(one, np.array([1.0, np.nan, 1.0]), one, one, window=2, bar_ms=1_000)

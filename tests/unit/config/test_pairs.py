@@ -76,3 +76,16 @@ def test_tables_name_the_file_line_and_key_of_a_bad_value(tmp_path: Path) -> Non
 def test_bad_pairs_are_refused_with_a_reason(tmp_path: Path, text: str, message: str) -> None:
     (line,) = problems(tmp_path, text + "\n")
     assert message in line
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('pairs = [{y = "ETHUSDT", x = "BTCUSDT", windows = [2]}]', "greater than or equal to 3"),
+        ('pairs = [{y = "ETHUSDT", x = "BTCUSDT", timeframes = ["1m", "1m"]}]', "listed once"),
+        ('pairs = [{y = "ETHUSDT", x = "BTCUSDT", kalman = {delta = inf}}]', "finite number"),
+    ],
+)
+def test_more_bad_pair_settings(tmp_path: Path, text: str, message: str) -> None:
+    (line,) = problems(tmp_path, text + "\n")
+    assert message in line
