@@ -81,9 +81,18 @@ def checked_prices(*columns: npt.ArrayLike) -> list[npt.NDArray[np.float64]]:
     if any(a.ndim != 1 or a.shape != arrays[0].shape for a in arrays):
         raise ValueError("price columns must be 1-D and of the same length")
     for a in arrays:
-        if not bool(np.all(np.isfinite(a) & (a > 0.0))):
+        if not _all_positive(a):
             raise ValueError("prices must be finite and greater than zero")
     return arrays
+
+
+@numba.njit(cache=True)
+def _all_positive(values: npt.NDArray[np.float64]) -> bool:
+    """Return whether every value is finite and > 0 (one pass, no temporaries)."""
+    for v in values:
+        if not (v > 0.0 and v < math.inf):  # also false for NaN
+            return False
+    return True
 
 
 @numba.njit(inline="always")
