@@ -31,6 +31,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from pairwatch.analytics.compensated import add as _add
+
 METRICS = (
     "hedge_ratio",
     "intercept",
@@ -89,22 +91,10 @@ def checked_prices(*columns: npt.ArrayLike) -> list[npt.NDArray[np.float64]]:
 @numba.njit(cache=True)
 def _all_positive(values: npt.NDArray[np.float64]) -> bool:
     """Return whether every value is finite and > 0 (one pass, no temporaries)."""
-    for v in values:
+    for v in values:  # noqa: SIM110 - a plain loop is what numba compiles best
         if not (v > 0.0 and v < math.inf):  # also false for NaN
             return False
     return True
-
-
-@numba.njit(inline="always")
-def _add(st: npt.NDArray[np.float64], k: int, value: float) -> None:
-    """Neumaier-compensated ``st[k] += value`` (the compensation lives in ``st[k + 1]``)."""
-    s = st[k]
-    t = s + value
-    if abs(s) >= abs(value):
-        st[k + 1] += (s - t) + value
-    else:
-        st[k + 1] += (value - t) + s
-    st[k] = t
 
 
 @numba.njit(inline="always")

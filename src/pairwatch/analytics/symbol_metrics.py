@@ -19,6 +19,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from pairwatch.analytics.compensated import add as _add
 from pairwatch.analytics.rolling_ols import checked_prices
 
 SYMBOL_METRICS = ("log_return", "volatility", "vwap", "volume_zscore", "trades_zscore")
@@ -35,18 +36,6 @@ _N_FLOAT = 17
 _FLAT = 64.0 * 2.220446049250313e-16
 # Int state: values in the window, ring position, returns seen, updates since resync.
 _COUNT, _POS, _NRET, _SINCE = range(4)
-
-
-@numba.njit(inline="always")
-def _add(st: npt.NDArray[np.float64], k: int, value: float) -> None:
-    """Neumaier-compensated ``st[k] += value`` (compensation in ``st[k + 1]``)."""
-    s = st[k]
-    t = s + value
-    if abs(s) >= abs(value):
-        st[k + 1] += (s - t) + value
-    else:
-        st[k + 1] += (value - t) + s
-    st[k] = t
 
 
 @numba.njit(inline="always")
