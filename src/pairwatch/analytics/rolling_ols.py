@@ -102,6 +102,27 @@ def _get(st: npt.NDArray[np.float64], k: int) -> float:
     return float(st[k] + st[k + 1])
 
 
+@numba.njit(inline="always")
+def _moments(st: npt.NDArray[np.float64], k: int, a: float, b: float, sign: float) -> None:
+    """Add (sign = 1) or remove (sign = −1) a point to the sums Σa, Σb, Σa², Σb², Σab at ``k``."""
+    _add(st, k, sign * a)
+    _add(st, k + 2, sign * b)
+    _add(st, k + 4, sign * (a * a))
+    _add(st, k + 6, sign * (b * b))
+    _add(st, k + 8, sign * (a * b))
+
+
+@numba.njit(inline="always")
+def _lags(
+    st: npt.NDArray[np.float64], u1: float, v1: float, u0: float, v0: float, sign: float
+) -> None:
+    """Add or remove the adjacent pair (point 0, point 1) to the lag-1 sums."""
+    _add(st, _LUU, sign * (u1 * u0))
+    _add(st, _LUV, sign * (u1 * v0))
+    _add(st, _LVU, sign * (v1 * u0))
+    _add(st, _LVV, sign * (v1 * v0))
+
+
 @numba.njit
 def _recompute(st, si, bx, by, brx, bry, window, lags):  # type: ignore[no-untyped-def]
     """Rebuild every sum exactly from the buffers, centred on the window mean."""
@@ -126,37 +147,18 @@ def _recompute(st, si, bx, by, brx, bry, window, lags):  # type: ignore[no-untyp
     for k in range(_SU, _SUV + 2):
         st[k] = 0.0
     for i in range(n):
-        u = bx[i] - mx
-        v = by[i] - my
-        _add(st, _SU, u)
-        _add(st, _SV, v)
-        _add(st, _SUU, u * u)
-        _add(st, _SVV, v * v)
-        _add(st, _SUV, u * v)
+        _moments(st, _SU, bx[i] - mx, by[i] - my, 1.0)
     for k in range(_LUU, _LVV + 2):
         st[k] = 0.0
     oldest = si[_POS] if n == window else 0
     for j in range(n - 1 if lags else 0):
         i0 = (oldest + j) % window
         i1 = (oldest + j + 1) % window
-        u0 = bx[i0] - mx
-        v0 = by[i0] - my
-        u1 = bx[i1] - mx
-        v1 = by[i1] - my
-        _add(st, _LUU, u1 * u0)
-        _add(st, _LUV, u1 * v0)
-        _add(st, _LVU, v1 * u0)
-        _add(st, _LVV, v1 * v0)
+        _lags(st, bx[i1] - mx, by[i1] - my, bx[i0] - mx, by[i0] - my, 1.0)
     for k in range(_RX, _RXY + 2):
         st[k] = 0.0
     for i in range(si[_NRET]):
-        rx = brx[i]
-        ry = bry[i]
-        _add(st, _RX, rx)
-        _add(st, _RY, ry)
-        _add(st, _RXX, rx * rx)
-        _add(st, _RYY, ry * ry)
-        _add(st, _RXY, rx * ry)
+        _moments(st, _RX, brx[i], bry[i], 1.0)
     si[_SINCE] = 0
 
 
@@ -176,23 +178,13 @@ def _step(  # type: ignore[no-untyped-def]
         if nret > 0:
             rpos = si[_RPOS]
             if si[_NRET] == nret:
-                ox = brx[rpos]
-                oy = bry[rpos]
-                _add(st, _RX, -ox)
-                _add(st, _RY, -oy)
-                _add(st, _RXX, -ox * ox)
-                _add(st, _RYY, -oy * oy)
-                _add(st, _RXY, -ox * oy)
+                _moments(st, _RX, brx[rpos], bry[rpos], -1.0)
             else:
                 si[_NRET] += 1
             brx[rpos] = rx
             bry[rpos] = ry
             si[_RPOS] = (rpos + 1) % nret
-            _add(st, _RX, rx)
-            _add(st, _RY, ry)
-            _add(st, _RXX, rx * rx)
-            _add(st, _RYY, ry * ry)
-            _add(st, _RXY, rx * ry)
+            _moments(st, _RX, rx, ry, 1.0)
     st[_PREV_X] = lx
     st[_PREV_Y] = ly
     si[_HAS_PREV] = 1
@@ -206,42 +198,20 @@ def _step(  # type: ignore[no-untyped-def]
     y0 = st[_REF_Y]
     if lags and si[_COUNT] > 0:  # the pair (newest so far, new point) joins the lag sums
         last = (pos - 1) % window
-        up = bx[last] - x0
-        vp = by[last] - y0
-        un = x - x0
-        vn = y - y0
-        _add(st, _LUU, un * up)
-        _add(st, _LUV, un * vp)
-        _add(st, _LVU, vn * up)
-        _add(st, _LVV, vn * vp)
+        _lags(st, x - x0, y - y0, bx[last] - x0, by[last] - y0, 1.0)
     if si[_COUNT] == window:
         u = bx[pos] - x0
         v = by[pos] - y0
-        _add(st, _SU, -u)
-        _add(st, _SV, -v)
-        _add(st, _SUU, -u * u)
-        _add(st, _SVV, -v * v)
-        _add(st, _SUV, -u * v)
+        _moments(st, _SU, u, v, -1.0)
         if lags:  # the pair (oldest, second oldest) leaves the lag sums
             nxt = (pos + 1) % window
-            u2 = bx[nxt] - x0
-            v2 = by[nxt] - y0
-            _add(st, _LUU, -u2 * u)
-            _add(st, _LUV, -u2 * v)
-            _add(st, _LVU, -v2 * u)
-            _add(st, _LVV, -v2 * v)
+            _lags(st, bx[nxt] - x0, by[nxt] - y0, u, v, -1.0)
     else:
         si[_COUNT] += 1
     bx[pos] = x
     by[pos] = y
     si[_POS] = (pos + 1) % window
-    u = x - x0
-    v = y - y0
-    _add(st, _SU, u)
-    _add(st, _SV, v)
-    _add(st, _SUU, u * u)
-    _add(st, _SVV, v * v)
-    _add(st, _SUV, u * v)
+    _moments(st, _SU, x - x0, y - y0, 1.0)
     si[_SINCE] += 1
     if si[_SINCE] >= RESYNC_WINDOWS * window and si[_COUNT] == window:
         _recompute(st, si, bx, by, brx, bry, window, lags)
