@@ -16,11 +16,18 @@ Definitions (``docs/analytics.md``), over the last W aligned bars, on transforme
   (e_i on e_{i−1}, with intercept); NaN when φ ∉ (0, 1) (no mean reversion, or overshoot).
 A metric is NaN until the window is full, and NaN (never ±inf) when the window is flat.
 
-Accuracy. Sums are kept relative to a reference point (x₀, y₀) with Neumaier-compensated
+Accuracy. Sums are kept relative to a reference point (x₀, y₀) with compensated (TwoSum)
 adds and removes, and every ``RESYNC_WINDOWS`` × W updates they are recomputed exactly
 (two-pass, centred on the window mean, which becomes the new reference). Errors therefore
 cannot accumulate beyond that many updates, and prices at BTC scale (60,000) lose no
 digits to cancellation.
+
+Speed. Between calls a pair's state lives in two small arrays (``st`` floats, ``si`` ints);
+``_run`` loads it into local variables once, carries them from bar to bar in registers and
+stores them back at the end. Its loop inlines only helpers that take scalars and tuples (an
+inlined call with array arguments costs numba reference counting on every bar). ``_step``
+(one bar, for ``PairBank``) stages the bar in scratch slots of ``st`` and runs that same
+``_run``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from pairwatch.analytics.compensated import add as _add
+from pairwatch.analytics.compensated import moments as _moments
+from pairwatch.analytics.compensated import two_sum as _two_sum
 
 METRICS = (
     "hedge_ratio",
@@ -50,14 +58,16 @@ RESYNC_WINDOWS = 4
 
 # Float state: reference point, then (sum, compensation) pairs.
 _REF_X, _REF_Y = 0, 1
-_SU, _SV, _SUU, _SVV, _SUV = 2, 4, 6, 8, 10  # window sums of u = x - x0, v = y - y0
-_RX, _RY, _RXX, _RYY, _RXY = 12, 14, 16, 18, 20  # sums of the one-bar log returns
+_SU = 2  # 10 values: Σu, Σv, Σu², Σv², Σuv over the window, u = x - x0, v = y - y0
+_RX = 12  # 10 values: the same sums of the one-bar log returns
 _PREV_X, _PREV_Y = 22, 23  # last log prices (for returns)
-_LUU, _LUV, _LVU, _LVV = 24, 26, 28, 30  # lag-1 sums over adjacent points: u_i·u_{i-1}, …
-_N_FLOAT = 32
+_LUU = 24  # 8 values: lag-1 sums over adjacent points: u_i·u_{i-1}, u_i·v_{i-1}, v_i·u_{i-1}, …
+_IN_LX, _IN_LY, _IN_X, _IN_Y = 32, 33, 34, 35  # scratch: the bar ``_step`` passes to ``_run``
+_N_FLOAT = 36
 # Int state.
 _COUNT, _POS, _SINCE, _NRET, _RPOS, _HAS_PREV = range(6)
 _N_INT = 6
+_CHUNK = 4096  # bars whose logs the batch path takes at a time (they stay in cache)
 
 
 @numba.njit(cache=True)
@@ -91,42 +101,62 @@ def checked_prices(*columns: npt.ArrayLike) -> list[npt.NDArray[np.float64]]:
 @numba.njit(cache=True)
 def _all_positive(values: npt.NDArray[np.float64]) -> bool:
     """Return whether every value is finite and > 0 (one pass, no temporaries)."""
-    for v in values:  # noqa: SIM110 - a plain loop is what numba compiles best
-        if not (v > 0.0 and v < math.inf):  # also false for NaN
-            return False
-    return True
+    ok = True
+    for i in range(values.shape[0]):  # no early exit: the loop vectorises
+        ok &= (values[i] > 0.0) & (values[i] < math.inf)  # also false for NaN
+    return ok
 
 
 @numba.njit(inline="always")
-def _get(st: npt.NDArray[np.float64], k: int) -> float:
-    return float(st[k] + st[k + 1])
+def _lags(g, u1, v1, u0, v0, sign):  # type: ignore[no-untyped-def]
+    """Return the lag-1 sums ``g`` with the adjacent pair (point 0, point 1) added or removed.
+
+    ``g`` holds (sum, compensation) pairs, as do all the sums tuples here (see ``_moments``).
+    """
+    s0, c0 = _two_sum(g[0], g[1], sign * (u1 * u0))
+    s1, c1 = _two_sum(g[2], g[3], sign * (u1 * v0))
+    s2, c2 = _two_sum(g[4], g[5], sign * (v1 * u0))
+    s3, c3 = _two_sum(g[6], g[7], sign * (v1 * v0))
+    return (s0, c0, s1, c1, s2, c2, s3, c3)
 
 
 @numba.njit(inline="always")
-def _moments(st: npt.NDArray[np.float64], k: int, a: float, b: float, sign: float) -> None:
-    """Add (sign = 1) or remove (sign = −1) a point to the sums Σa, Σb, Σa², Σb², Σab at ``k``."""
-    _add(st, k, sign * a)
-    _add(st, k + 2, sign * b)
-    _add(st, k + 4, sign * (a * a))
-    _add(st, k + 6, sign * (b * b))
-    _add(st, k + 8, sign * (a * b))
+def _load(st, si):  # type: ignore[no-untyped-def]
+    """Return a pair's state as tuples: ((x0, y0), window sums, return sums, lag sums, …)."""
+    w, r, g = _SU, _RX, _LUU
+    return (
+        (st[_REF_X], st[_REF_Y]),
+        (st[w], st[w + 1], st[w + 2], st[w + 3], st[w + 4],
+         st[w + 5], st[w + 6], st[w + 7], st[w + 8], st[w + 9]),
+        (st[r], st[r + 1], st[r + 2], st[r + 3], st[r + 4],
+         st[r + 5], st[r + 6], st[r + 7], st[r + 8], st[r + 9]),
+        (st[_PREV_X], st[_PREV_Y]),
+        (st[g], st[g + 1], st[g + 2], st[g + 3], st[g + 4], st[g + 5], st[g + 6], st[g + 7]),
+        (si[_COUNT], si[_POS], si[_SINCE], si[_NRET], si[_RPOS], si[_HAS_PREV]),
+    )  # fmt: skip
 
 
 @numba.njit(inline="always")
-def _lags(
-    st: npt.NDArray[np.float64], u1: float, v1: float, u0: float, v0: float, sign: float
-) -> None:
-    """Add or remove the adjacent pair (point 0, point 1) to the lag-1 sums."""
-    _add(st, _LUU, sign * (u1 * u0))
-    _add(st, _LUV, sign * (u1 * v0))
-    _add(st, _LVU, sign * (v1 * u0))
-    _add(st, _LVV, sign * (v1 * v0))
+def _store(st, si, ref, win, ret, prev, lag, idx):  # type: ignore[no-untyped-def]
+    """Write the tuples of ``_load`` back into the state arrays."""
+    st[_REF_X], st[_REF_Y] = ref
+    st[_PREV_X], st[_PREV_Y] = prev
+    for k in range(10):
+        st[_SU + k] = win[k]
+        st[_RX + k] = ret[k]
+    for k in range(8):
+        st[_LUU + k] = lag[k]
+    for k in range(_N_INT):
+        si[k] = idx[k]
 
 
-@numba.njit
-def _recompute(st, si, bx, by, brx, bry, window, lags):  # type: ignore[no-untyped-def]
-    """Rebuild every sum exactly from the buffers, centred on the window mean."""
-    n = si[_COUNT]
+@numba.njit(error_model="numpy")
+def _recompute(bx, by, brx, bry, oldest, nret, window, lags):  # type: ignore[no-untyped-def]
+    """Rebuild every sum exactly from the full buffers, centred on the window mean.
+
+    Return the new reference point and the window, lag and return sums.
+    """
+    n = window
     mx = 0.0
     my = 0.0
     for i in range(n):
@@ -142,96 +172,104 @@ def _recompute(st, si, bx, by, brx, bry, window, lags):  # type: ignore[no-untyp
         cy += by[i] - my
     mx += cx / n
     my += cy / n
-    st[_REF_X] = mx
-    st[_REF_Y] = my
-    for k in range(_SU, _SUV + 2):
-        st[k] = 0.0
+    win = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     for i in range(n):
-        _moments(st, _SU, bx[i] - mx, by[i] - my, 1.0)
-    for k in range(_LUU, _LVV + 2):
-        st[k] = 0.0
-    oldest = si[_POS] if n == window else 0
+        win = _moments(win, bx[i] - mx, by[i] - my, 1.0)
+    lag = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     for j in range(n - 1 if lags else 0):
         i0 = (oldest + j) % window
         i1 = (oldest + j + 1) % window
-        _lags(st, bx[i1] - mx, by[i1] - my, bx[i0] - mx, by[i0] - my, 1.0)
-    for k in range(_RX, _RXY + 2):
-        st[k] = 0.0
-    for i in range(si[_NRET]):
-        _moments(st, _RX, brx[i], bry[i], 1.0)
-    si[_SINCE] = 0
+        lag = _lags(lag, bx[i1] - mx, by[i1] - my, bx[i0] - mx, by[i0] - my, 1.0)
+    ret = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    for i in range(nret):
+        ret = _moments(ret, brx[i], bry[i], 1.0)
+    return mx, my, win, lag, ret
 
 
-@numba.njit
-def _step(  # type: ignore[no-untyped-def]
-    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, lags, out, row
+@numba.njit(cache=True, error_model="numpy")
+def _run(  # type: ignore[no-untyped-def]
+    st, si, bx, by, brx, bry, lxs, lys, xs, ys, window, intercept, lags, out, row0
 ):
-    """Advance one pair by one bar and write its metrics into ``out[row]``.
+    """Advance one pair by each bar in turn, writing its metrics to ``out[row0 + i]``.
 
-    ``lx``/``ly`` are the log closes (for returns), ``x``/``y`` the transformed ones.
+    ``lxs``/``lys`` are the log closes (for returns), ``xs``/``ys`` the transformed ones.
     """
-    # One-bar log returns, the last W - 1 of them.
-    if si[_HAS_PREV]:
-        rx = lx - st[_PREV_X]
-        ry = ly - st[_PREV_Y]
-        nret = window - 1
-        if nret > 0:
-            rpos = si[_RPOS]
-            if si[_NRET] == nret:
-                _moments(st, _RX, brx[rpos], bry[rpos], -1.0)
+    ref, win, ret, prev, lag, idx = _load(st, si)
+    x0, y0 = ref
+    px, py = prev
+    count, pos, since, nret, rpos, has_prev = idx
+    for i in range(xs.shape[0]):
+        lx, ly, x, y = lxs[i], lys[i], xs[i], ys[i]
+        # One-bar log returns, the last W - 1 of them.
+        if has_prev and window > 1:
+            rx = lx - px
+            ry = ly - py
+            if nret == window - 1:
+                ret = _moments(ret, brx[rpos], bry[rpos], -1.0)
             else:
-                si[_NRET] += 1
+                nret += 1
             brx[rpos] = rx
             bry[rpos] = ry
-            si[_RPOS] = (rpos + 1) % nret
-            _moments(st, _RX, rx, ry, 1.0)
-    st[_PREV_X] = lx
-    st[_PREV_Y] = ly
-    si[_HAS_PREV] = 1
+            rpos = rpos + 1 if rpos + 2 < window else 0
+            ret = _moments(ret, rx, ry, 1.0)
+        px = lx
+        py = ly
+        has_prev = 1
 
-    # The window of transformed prices.
-    if si[_COUNT] == 0:
-        st[_REF_X] = x
-        st[_REF_Y] = y
-    pos = si[_POS]
-    x0 = st[_REF_X]
-    y0 = st[_REF_Y]
-    if lags and si[_COUNT] > 0:  # the pair (newest so far, new point) joins the lag sums
-        last = (pos - 1) % window
-        _lags(st, x - x0, y - y0, bx[last] - x0, by[last] - y0, 1.0)
-    if si[_COUNT] == window:
-        u = bx[pos] - x0
-        v = by[pos] - y0
-        _moments(st, _SU, u, v, -1.0)
-        if lags:  # the pair (oldest, second oldest) leaves the lag sums
-            nxt = (pos + 1) % window
-            _lags(st, bx[nxt] - x0, by[nxt] - y0, u, v, -1.0)
-    else:
-        si[_COUNT] += 1
-    bx[pos] = x
-    by[pos] = y
-    si[_POS] = (pos + 1) % window
-    _moments(st, _SU, x - x0, y - y0, 1.0)
-    si[_SINCE] += 1
-    if si[_SINCE] >= RESYNC_WINDOWS * window and si[_COUNT] == window:
-        _recompute(st, si, bx, by, brx, bry, window, lags)
-        x0 = st[_REF_X]
-        y0 = st[_REF_Y]
+        # The window of transformed prices.
+        if count == 0:
+            x0 = x
+            y0 = y
+        if lags and count > 0:  # the pair (newest so far, new point) joins the lag sums
+            last = pos - 1 if pos > 0 else window - 1
+            lag = _lags(lag, x - x0, y - y0, bx[last] - x0, by[last] - y0, 1.0)
+        if count == window:
+            u = bx[pos] - x0
+            v = by[pos] - y0
+            win = _moments(win, u, v, -1.0)
+            if lags:  # the pair (oldest, second oldest) leaves the lag sums
+                nxt = pos + 1 if pos + 1 < window else 0
+                lag = _lags(lag, bx[nxt] - x0, by[nxt] - y0, u, v, -1.0)
+        else:
+            count += 1
+        bx[pos] = x
+        by[pos] = y
+        pos = pos + 1 if pos + 1 < window else 0
+        win = _moments(win, x - x0, y - y0, 1.0)
+        since += 1
+        if since >= RESYNC_WINDOWS * window and count == window:
+            x0, y0, win, lag, ret = _recompute(bx, by, brx, bry, pos, nret, window, lags)
+            since = 0
 
-    for k in range(8):
-        out[row, k] = math.nan
-    if si[_COUNT] < window or window < 2:
-        return
+        row = _metrics(win, ret, lag, x - x0, y - y0, x, y, x0, y0, bx[pos] - x0,
+                       by[pos] - y0, count == window, window, intercept, lags)  # fmt: skip
+        for k in range(len(METRICS)):
+            out[row0 + i, k] = row[k]
+    _store(st, si, (x0, y0), win, ret, (px, py), lag,
+           (count, pos, since, nret, rpos, has_prev))  # fmt: skip
+
+
+@numba.njit(inline="always")
+def _metrics(  # type: ignore[no-untyped-def]
+    win, ret, lag, u, v, x, y, x0, y0, u_old, v_old, full, window, intercept, lags
+):
+    """Return the metrics (in ``METRICS`` order) of the window sums, all NaN until ``full``.
+
+    (u, v) is the newest point and (u_old, v_old) the oldest, relative to (x0, y0).
+    """
+    beta = alpha = spread = std = z = corr = pcorr = half = math.nan
+    if not full or window < 2:
+        return (beta, alpha, spread, std, z, corr, pcorr, half)
     n = float(window)
-    su = _get(st, _SU)
-    sv = _get(st, _SV)
+    su = win[0] + win[1]
+    sv = win[2] + win[3]
     mu = su / n
     mv = sv / n
-    sxx = _get(st, _SUU) - su * mu
-    syy = _get(st, _SVV) - sv * mv
-    sxy = _get(st, _SUV) - su * mv
-    du = (x - x0) - mu  # the latest point, centred on the window means
-    dv = (y - y0) - mv
+    sxx = (win[4] + win[5]) - su * mu
+    syy = (win[6] + win[7]) - sv * mv
+    sxy = (win[8] + win[9]) - su * mv
+    du = u - mu  # the latest point, centred on the window means
+    dv = v - mv
     if sxx > 0.0:
         if intercept:
             beta = sxy / sxx
@@ -247,56 +285,49 @@ def _step(  # type: ignore[no-untyped-def]
             spread = y - beta * x
             mean_e = ybar - beta * xbar
             ssr = syy - 2.0 * beta * sxy + beta * beta * sxx
-        out[row, 0] = beta
-        out[row, 1] = alpha
-        out[row, 2] = spread
         # 1 − R² below 1e-12: the residuals are rounding noise of a perfect fit, not a
         # spread (ssr = syy − β·sxy cancels there); no market pair comes this close.
         if ssr > 1e-12 * syy:
             std = math.sqrt(ssr / (n - 1.0))
-            out[row, 3] = std
             centred = dv - beta * du if intercept else spread - mean_e
-            out[row, 4] = centred / std
+            z = centred / std
         else:  # a perfect fit (or rounding just below zero): no spread to scale by
-            out[row, 3] = 0.0
+            std = 0.0
         if syy > 0.0:
-            out[row, 6] = sxy / math.sqrt(sxx * syy)
+            pcorr = sxy / math.sqrt(sxx * syy)
         if lags:
-            out[row, 7] = _half_life(st, si, bx, by, x0, y0, window, beta)
-    nret = si[_NRET]
-    if nret == window - 1 and nret >= 2:
-        m = float(nret)
-        rxs = _get(st, _RX)
-        rys = _get(st, _RY)
-        cxx = _get(st, _RXX) - rxs * rxs / m
-        cyy = _get(st, _RYY) - rys * rys / m
-        cxy = _get(st, _RXY) - rxs * rys / m
+            half = _half_life(win, lag, u, v, u_old, v_old, window, beta)
+    if window >= 3:  # W − 1 ≥ 2 returns (a full window has them all)
+        m = float(window - 1)
+        rxs = ret[0] + ret[1]
+        rys = ret[2] + ret[3]
+        cxx = (ret[4] + ret[5]) - rxs * rxs / m
+        cyy = (ret[6] + ret[7]) - rys * rys / m
+        cxy = (ret[8] + ret[9]) - rxs * rys / m
         if cxx > 0.0 and cyy > 0.0:
-            out[row, 5] = cxy / math.sqrt(cxx * cyy)
+            corr = cxy / math.sqrt(cxx * cyy)
+    return (beta, alpha, spread, std, z, corr, pcorr, half)
 
 
-@numba.njit
-def _half_life(st, si, bx, by, x0, y0, window, beta):  # type: ignore[no-untyped-def]
+@numba.njit(inline="always")
+def _half_life(win, lag, un, vn, uo, vo, window, beta):  # type: ignore[no-untyped-def]
     """Bars for the spread's deviation to halve, from an AR(1) fit over the window.
 
     The residuals are e_i = g_i − c with g_i = v_i − β·u_i, and the AR(1) slope
     φ = cov(e_i, e_{i−1}) / var(e_{i−1}) over the W − 1 adjacent pairs does not depend on c,
-    so it comes from the window sums and the lag-1 sums in O(1).
+    so it comes from the window sums and the lag-1 sums in O(1); (un, vn) is the newest
+    point, (uo, vo) the oldest.
     """
     m = window - 1.0
-    oldest = si[_POS]
-    newest = (oldest - 1) % window
-    uo, vo = bx[oldest] - x0, by[oldest] - y0
-    un, vn = bx[newest] - x0, by[newest] - y0
-    su, sv = _get(st, _SU), _get(st, _SV)
+    su, sv = win[0] + win[1], win[2] + win[3]
     g_all = sv - beta * su
     g_first = g_all - (vn - beta * un)  # g_{i-1} over the pairs: all but the newest
     g_last = g_all - (vo - beta * uo)  # g_i over the pairs: all but the oldest
-    suu = _get(st, _SUU) - un * un
-    suv = _get(st, _SUV) - un * vn
-    svv = _get(st, _SVV) - vn * vn
-    lag = _get(st, _LVV) - beta * (_get(st, _LVU) + _get(st, _LUV)) + beta * beta * _get(st, _LUU)
-    cov = lag - g_first * g_last / m
+    suu = (win[4] + win[5]) - un * un
+    suv = (win[8] + win[9]) - un * vn
+    svv = (win[6] + win[7]) - vn * vn
+    luu, luv, lvu, lvv = lag[0] + lag[1], lag[2] + lag[3], lag[4] + lag[5], lag[6] + lag[7]
+    cov = (lvv - beta * (lvu + luv) + beta * beta * luu) - g_first * g_last / m
     var = (svv - 2.0 * beta * suv + beta * beta * suu) - g_first * g_first / m
     if not var > 0.0:
         return math.nan
@@ -306,12 +337,37 @@ def _half_life(st, si, bx, by, x0, y0, window, beta):  # type: ignore[no-untyped
     return -math.log(2.0) / math.log(phi)
 
 
-@numba.njit(cache=True)
-def _run(  # type: ignore[no-untyped-def]
-    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, lags, out
+@numba.njit(inline="always")
+def _step(  # type: ignore[no-untyped-def]
+    st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, lags, out, row
 ):
-    for i in range(x.shape[0]):
-        _step(st, si, bx, by, brx, bry, lx[i], ly[i], x[i], y[i], window, intercept, lags, out, i)
+    """Advance one pair (state arrays ``st``, ``si``) by one bar; write ``out[row]``.
+
+    The bar goes through ``_run`` itself, staged in the scratch slots of ``st``.
+    """
+    st[_IN_LX], st[_IN_LY], st[_IN_X], st[_IN_Y] = lx, ly, x, y
+    lxs, lys = st[_IN_LX : _IN_LX + 1], st[_IN_LY : _IN_LY + 1]
+    xs, ys = st[_IN_X : _IN_X + 1], st[_IN_Y : _IN_Y + 1]
+    _run(st, si, bx, by, brx, bry, lxs, lys, xs, ys, window, intercept, lags, out, row)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _run_closes(  # type: ignore[no-untyped-def]
+    st, si, bx, by, brx, bry, x_raw, y_raw, logs, window, intercept, lags, out
+):
+    """Run ``_run`` over raw closes, taking their logs one cache-sized chunk at a time."""
+    n = x_raw.shape[0]
+    lxs = np.empty(min(n, _CHUNK))
+    lys = np.empty(min(n, _CHUNK))
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        size = stop - start
+        for i in range(size):
+            lxs[i] = math.log(x_raw[start + i])
+            lys[i] = math.log(y_raw[start + i])
+        lx, ly = lxs[:size], lys[:size]
+        x, y = (lx, ly) if logs else (x_raw[start:stop], y_raw[start:stop])
+        _run(st, si, bx, by, brx, bry, lx, ly, x, y, window, intercept, lags, out, start)
 
 
 class RollingPair:
@@ -349,12 +405,10 @@ class RollingPair:
     ) -> npt.NDArray[np.float64]:
         """Advance by several bars (raw close prices); return their metrics, one row each."""
         x_raw, y_raw = checked_prices(x_raw, y_raw)
-        lx, ly = log_prices(x_raw), log_prices(y_raw)
-        x, y = (lx, ly) if self.log_prices else (x_raw, y_raw)
-        out = np.empty((x.shape[0], len(METRICS)))
-        _run(
-            self._st, self._si, self._bx, self._by, self._brx, self._bry,
-            lx, ly, x, y, self.window, self.intercept, self.half_life, out,
+        out = np.empty((x_raw.shape[0], len(METRICS)))
+        _run_closes(
+            self._st, self._si, self._bx, self._by, self._brx, self._bry, x_raw, y_raw,
+            self.log_prices, self.window, self.intercept, self.half_life, out,
         )  # fmt: skip
         return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,13 @@ from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 from statsmodels.regression.rolling import RollingOLS
 
-from pairwatch.analytics.rolling_ols import METRICS, RollingPair, rolling_pair_metrics
+from pairwatch.analytics.pair_bank import PairBank
+from pairwatch.analytics.rolling_ols import (
+    METRICS,
+    RESYNC_WINDOWS,
+    RollingPair,
+    rolling_pair_metrics,
+)
 
 CHECKED = ["hedge_ratio", "intercept", "spread", "spread_std", "zscore"]
 
@@ -192,3 +200,30 @@ def test_prices_that_are_not_finite_and_positive_are_refused() -> None:
     for bad in (np.nan, np.inf, 0.0, -1.0):
         with pytest.raises(ValueError, match="finite and greater than zero"):
             pair.update_many(np.array([1.0, bad]), np.array([1.0, 1.0]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 30), st.booleans(), st.booleans(), st.integers(0, 2**31))
+def test_the_live_bank_equals_the_batch_path_bit_for_bit_in_every_setting(
+    window: int, intercept: bool, log_prices: bool, seed: int
+) -> None:
+    n = 2 * RESYNC_WINDOWS * window + 7  # through two exact recomputations
+    x, y = btc_eth(n, seed=seed % 1000)
+    batch = rolling_pair_metrics(x, y, window, intercept=intercept, log_prices=log_prices)
+    bank = PairBank(1, window, intercept=intercept, log_prices=log_prices)
+    row = np.zeros(1, dtype=np.int64)
+    live = np.vstack([bank.update(row, x[i : i + 1], y[i : i + 1])[0] for i in range(n)])
+    for k, name in enumerate(METRICS):
+        np.testing.assert_array_equal(live[:, k], batch[name], err_msg=name)
+
+
+@pytest.mark.parametrize("log_prices", [True, False])
+def test_a_long_batch_equals_the_same_bars_fed_in_uneven_pieces(log_prices: bool) -> None:
+    x, y = btc_eth(20_000, seed=12)  # longer than the chunks the batch path takes logs in
+    batch = rolling_pair_metrics(x, y, 70, log_prices=log_prices)
+    pair = RollingPair(70, log_prices=log_prices)
+    cuts = [0, 1, 4_095, 4_097, 9_000, 17_000, 20_000]
+    pieces = [pair.update_many(x[a:b], y[a:b]) for a, b in pairwise(cuts)]
+    live = np.vstack(pieces)
+    for k, name in enumerate(METRICS):
+        np.testing.assert_array_equal(live[:, k], batch[name], err_msg=name)
