@@ -67,6 +67,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SYM",
         help="only these symbols; names the symbol of a lone non-standard file",
     )
+    replay.add_argument(
+        "--pair",
+        action="append",
+        metavar="Y/X",
+        help="analyse this pair (y regressed on x), repeatable; replaces the settings' pairs",
+    )
+    replay.add_argument(
+        "--window",
+        action="append",
+        type=int,
+        metavar="N",
+        help="rolling window in bars, repeatable; replaces every pair's windows",
+    )
     _common_args(replay)
     return parser
 
@@ -124,7 +137,13 @@ def _replay(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level or "WARNING")
     stats = run_replay(
-        args.files, db=args.db, timeframes=args.timeframe, symbols=args.symbol, config=args.config
+        args.files,
+        db=args.db,
+        timeframes=args.timeframe,
+        symbols=args.symbol,
+        config=args.config,
+        pairs=args.pair,
+        windows=args.window,
     )
     rejected = ", ".join(f"{k}={v:,}" for k, v in sorted(stats.rejected.items()) if v) or "none"
     print(
@@ -132,6 +151,11 @@ def _replay(args: argparse.Namespace) -> int:
         f"rejected: {rejected}) into {stats.bars:,} bars, {stats.gaps} gaps, "
         f"in {stats.seconds:.2f} s ({stats.trades_per_second:,.0f} trades/s) -> {args.db}"
     )
+    if stats.pair_rows or stats.symbol_rows:
+        print(
+            f"analysed: {stats.pair_rows:,} pair rows, {stats.symbol_rows:,} symbol rows "
+            f"in {stats.analytics_seconds:.2f} s"
+        )
     return EXIT_OK
 
 

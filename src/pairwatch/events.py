@@ -62,3 +62,35 @@ class Gap(msgspec.Struct, frozen=True):
     detected_at: int
     stream: str = "trade"
     """``trade`` or ``aggTrade``: the id sequence the gap is in."""
+
+
+class PairSnapshot(msgspec.Struct, frozen=True):
+    """The analytics of one pair × timeframe × window at one aligned closed bar."""
+
+    y: str
+    x: str
+    timeframe: str
+    window: int
+    ts: int
+    """Open time of the aligned bar (both legs closed a bar at this ts), epoch ms."""
+    metrics: dict[str, float]
+    """Metric name → value (NaN while warming up or undefined); see ``docs/analytics.md``."""
+    adf_at: int | None = None
+    """When the riding ``adf_*`` and ``coint_pvalue`` values were computed (epoch ms)."""
+    thin: bool = False
+    """True when a leg had fewer trades than ``min_trades``: skipped, ``metrics`` empty."""
+
+    @property
+    def pair(self) -> str:
+        """Return the pair as written in rules and topics: ``ETHUSDT/BTCUSDT``."""
+        return f"{self.y}/{self.x}"
+
+
+class SymbolSnapshot(msgspec.Struct, frozen=True):
+    """The analytics of one symbol × timeframe × window at one closed bar."""
+
+    symbol: str
+    timeframe: str
+    window: int
+    ts: int
+    metrics: dict[str, float]

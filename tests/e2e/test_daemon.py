@@ -195,8 +195,10 @@ def test_demo_runs_offline_and_exits_after_its_duration(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     again = demo()  # the same data directory: the simulator's ids continue, none is a duplicate
     assert again.returncode == 0, again.stderr
-    summary = again.stdout.strip().splitlines()[-1]
+    summary = again.stdout.strip().splitlines()[-2]
     assert re.search(r"demo: [1-9][\d,]* trades, \d+ bars closed, 0 rejected", summary), summary
+    snapshots = again.stdout.strip().splitlines()[-1]
+    assert re.search(r"demo: [1-9][\d,]* pair snapshots, \d+ ADF refreshes", snapshots)
     assert f"bars go to {tmp_path / 'pairwatch.sqlite3'}" in result.stdout
     db = tmp_path / "pairwatch.sqlite3"
     symbols = {
@@ -204,6 +206,10 @@ def test_demo_runs_offline_and_exits_after_its_duration(tmp_path: Path) -> None:
     }
     assert symbols == {"BTCUSDT", "ETHUSDT"}
     assert query(db, "select count(*) from bars where timeframe = '1s' and closed = 1")[0][0] >= 4
+    # Without configured pairs the demo analyses ETHUSDT/BTCUSDT, windows 30 and 100.
+    pairs = query(db, "select distinct y, x, timeframe, window from analytics order by 3, 4")
+    assert ("ETHUSDT", "BTCUSDT", "1s", 30) in pairs
+    assert ("ETHUSDT", "BTCUSDT", "1s", 100) in pairs
 
 
 async def test_simulate_serves_binance_frames_until_terminated() -> None:

@@ -160,7 +160,10 @@ def coint(y: npt.ArrayLike, x: npt.ArrayLike, *, maxlag: int | None = None) -> A
     coef = np.linalg.lstsq(design, y0, rcond=None)[0]
     resid = y0 - design @ coef
     centred = y0 - y0.mean()
-    r2 = 1.0 - float(resid @ resid) / float(centred @ centred)
+    total = float(centred @ centred)
+    if total == 0.0:
+        raise ValueError("y is constant")
+    r2 = 1.0 - float(resid @ resid) / total
     if r2 >= _COLLINEAR_R2:  # statsmodels warns and reports −inf; so do we, quietly
         logger.debug("y and x are almost collinear (R² = %r); statistic set to -inf", r2)
         return AdfResult(-math.inf, mackinnon_pvalue(-math.inf, "c", 2), 0, len(y0))
@@ -231,6 +234,8 @@ def _tstat(
     """Return the t-value of x_{t−1} with ``lag`` lagged differences, and the rows used."""
     rows = len(diff) - lag
     k = ntrend + lag + 1
+    if rows <= k:  # no residual degrees of freedom: the t-value is undefined
+        raise ValueError(f"{rows} rows are too few for {k} regressors; use a longer series")
     # x_{t−1} goes last so that its coefficient's t-value is read off R's corner.
     aug = np.empty((rows, k + 1))
     aug[:, :lag] = _lagged_diffs(diff, lag)

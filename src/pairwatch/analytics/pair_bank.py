@@ -15,10 +15,21 @@ import numpy as np
 import numpy.typing as npt
 
 from pairwatch.analytics.kalman import KALMAN_METRICS, _kalman_step
-from pairwatch.analytics.rolling_ols import _N_FLOAT, _N_INT, METRICS, _step, checked_prices
+from pairwatch.analytics.rolling_ols import (
+    _COUNT,
+    _N_FLOAT,
+    _N_INT,
+    _POS,
+    METRICS,
+    _step,
+    checked_prices,
+)
+from pairwatch.analytics.window_metrics import WINDOW_METRICS, apply_live
 
-PAIR_METRICS = METRICS + KALMAN_METRICS
+PAIR_METRICS = METRICS + KALMAN_METRICS + tuple(WINDOW_METRICS)
 """Columns of ``PairBank.update``'s result, in order."""
+
+_WINDOW_FIRST = len(METRICS) + len(KALMAN_METRICS)
 
 
 @numba.njit(cache=True)
@@ -85,9 +96,31 @@ class PairBank:
         if rows.size and (rows.min() < 0 or rows.max() >= self._st.shape[0]):
             raise ValueError(f"rows must be within 0..{self._st.shape[0] - 1}")
         out = np.empty((rows.shape[0], len(PAIR_METRICS)))
+        if WINDOW_METRICS and np.unique(rows).size < rows.size:
+            # A pair advancing twice in one call: window metrics read the window after each
+            # step, so run the steps in layers (each pair at most once per layer), in order.
+            layer = np.empty(rows.size, dtype=np.int64)
+            seen: dict[int, int] = {}
+            for j, r in enumerate(rows.tolist()):
+                layer[j] = seen[r] = seen.get(r, -1) + 1
+            for k in range(int(layer.max()) + 1):
+                picked = np.flatnonzero(layer == k)
+                out[picked] = self._update(rows[picked], x_raw[picked], y_raw[picked])
+            return out
+        return self._update(rows, x_raw, y_raw)
+
+    def _update(
+        self,
+        rows: npt.NDArray[np.int64],
+        x_raw: npt.NDArray[np.float64],
+        y_raw: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        out = np.empty((rows.shape[0], len(PAIR_METRICS)))
         _bank_update(
             rows, self._st, self._si, self._bx, self._by, self._brx, self._bry, self._kst,
             x_raw, y_raw, self.log_prices, self.window, self.intercept, self.delta,
             self.obs_var, self.kalman_warmup, out,
         )  # fmt: skip
+        if WINDOW_METRICS:
+            apply_live(rows, self._bx, self._by, self._si, (_POS, _COUNT), out, _WINDOW_FIRST, 0, 1)
         return out

@@ -59,7 +59,7 @@ class PairSettings(BaseModel):
         default=0, ge=0, description="Bars with fewer trades are flagged and skipped; 0: off."
     )
     adf_lookback: int = Field(
-        default=500, ge=20, description="Bars in the ADF / cointegration tests."
+        default=500, ge=50, le=100_000, description="Bars in the ADF / cointegration tests."
     )
     adf_refresh: PositiveDuration = Field(
         default=timedelta(minutes=1),

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 from pairwatch.config.load import load_settings
+from pairwatch.config.pairs import PairSettings
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
 
 
 def demo_settings(settings: Settings, data_dir: Path) -> Settings:
-    """Return ``settings`` fed by the in-process simulator, with data under ``data_dir``."""
+    """Return ``settings`` fed by the in-process simulator, with data under ``data_dir``.
+
+    Without configured pairs, every other symbol is paired with the first one (e.g.
+    ETHUSDT/BTCUSDT) with short windows, so analytics show up within a minute.
+    """
     feed = settings.feed.model_copy(update={"source": "simulator", "base_url": None})
-    return settings.model_copy(update={"data_dir": data_dir.resolve(), "feed": feed})
+    update: dict[str, object] = {"data_dir": data_dir.resolve(), "feed": feed}
+    if not settings.pairs and len(feed.symbols) > 1:
+        x = feed.symbols[0]
+        update["pairs"] = tuple(
+            PairSettings(
+                y=y, x=x, windows=(30, 100), adf_lookback=120, adf_refresh=timedelta(seconds=15)
+            )
+            for y in feed.symbols[1:]
+        )
+    return settings.model_copy(update=update)
 
 
 async def run_demo(
@@ -29,6 +44,14 @@ async def run_demo(
     query = "select * from bars where timeframe='1m' order by ts desc limit 5"
     print(f"pairwatch demo: bars go to {settings.db_path}", flush=True)
     print(f'pairwatch demo: look:  sqlite3 -readonly {settings.db_path} "{query}"', flush=True)
+    if settings.pairs:
+        pair = settings.pairs[0]
+        timeframe = (pair.timeframes or [t for t, _ in settings.bars.timeframe_lengths])[0]
+        window = pair.windows[0]
+        where = f"y='{pair.y}' and x='{pair.x}' and timeframe='{timeframe}' and window={window}"
+        columns = "ts, hedge_ratio, zscore, correlation, kalman_beta, coint_pvalue"
+        z = f"select {columns} from analytics where {where} order by ts desc limit 5"  # noqa: S608
+        print(f'pairwatch demo: z-scores: sqlite3 -readonly {settings.db_path} "{z}"', flush=True)
     print("pairwatch demo: stop with Ctrl-C", flush=True)
     timer = None
     if duration is not None:
@@ -44,3 +67,10 @@ async def run_demo(
         f"{sum(health.rejected.values()):,} rejected, {health.gaps} gaps",
         flush=True,
     )
+    if daemon.analytics is not None:
+        counters = daemon.analytics.counters()
+        print(
+            f"pairwatch demo: {counters['pair_snapshots']:,} pair snapshots, "
+            f"{counters['adf_refreshes']:,} ADF refreshes",
+            flush=True,
+        )

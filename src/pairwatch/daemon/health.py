@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,6 +62,8 @@ class Health:
     lag: LagWindow = field(default_factory=LagWindow)
     queue_depths: dict[str, Callable[[], int]] = field(default_factory=dict)
     """Named callables returning the current depth of each queue."""
+    stages: dict[str, Callable[[], Mapping[str, int]]] = field(default_factory=dict)
+    """Named callables returning a later stage's own counters (e.g. ``analytics``)."""
 
     def snapshot(self) -> dict[str, object]:
         """Return a JSON-ready view of every counter."""
@@ -83,4 +85,5 @@ class Health:
                 for symbol, t in self.last_trade.items()
             },
             "queues": {name: depth() for name, depth in self.queue_depths.items()},
+            **{name: dict(counters()) for name, counters in self.stages.items()},
         }

@@ -56,6 +56,10 @@ class ReplayStats:
     gaps: int = 0
     bars: int = 0
     seconds: float = 0.0
+    pair_rows: int = 0
+    """``analytics`` rows computed after the bars (one per aligned bar and window)."""
+    symbol_rows: int = 0
+    analytics_seconds: float = 0.0
 
     @property
     def trades_per_second(self) -> float:

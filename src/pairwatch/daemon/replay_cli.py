@@ -6,14 +6,56 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
 from tqdm import tqdm
 
+from pairwatch.analytics.engine import PairSpec
 from pairwatch.analytics.timeframes import timeframe_set
 from pairwatch.config.load import load_settings
+from pairwatch.config.pairs import Pair, PairSettings
+from pairwatch.config.settings import Settings
 from pairwatch.daemon import store
+from pairwatch.daemon.analytics import spec_of
+from pairwatch.daemon.backfill import backfill
 from pairwatch.daemon.replay import Replay, ReplayStats
 from pairwatch.daemon.writer import Writer
 from pairwatch.errors import ConfigError, PairwatchError
+
+
+def replay_specs(
+    settings: Settings,
+    lengths: Sequence[tuple[str, int]],
+    pairs: Sequence[str] | None = None,
+    windows: Sequence[int] | None = None,
+) -> list[PairSpec]:
+    """Return the pair × timeframe specs a replay analyses.
+
+    ``--pair Y/X`` (repeatable) replaces the configured pairs, ``--window N`` (repeatable)
+    the windows of every pair; timeframes are the replay's, or a subset a pair names.
+    """
+    problems: list[str] = []
+    chosen: list[PairSettings] = []
+    for text in pairs or ():
+        try:
+            chosen.append(TypeAdapter(Pair).validate_python(text))
+        except ValidationError as exc:
+            problems.extend(f"--pair {text}: {e['msg']}" for e in exc.errors())
+    if windows is not None and any(w < 3 or w > 100_000 for w in windows):
+        problems.append(f"--window: windows are 3 … 100000 bars, got {list(windows)}")
+    if problems:
+        raise ConfigError(problems)
+    labels = dict(lengths)
+    out: list[PairSpec] = []
+    for configured in chosen or settings.pairs:
+        pair = configured
+        if windows:
+            pair = configured.model_copy(update={"windows": tuple(dict.fromkeys(windows))})
+        out.extend(
+            spec_of(pair, timeframe, labels[timeframe])
+            for timeframe in (pair.timeframes or labels)
+            if timeframe in labels
+        )
+    return out
 
 
 def run_replay(
@@ -23,8 +65,10 @@ def run_replay(
     timeframes: Sequence[str] | None = None,
     symbols: Sequence[str] | None = None,
     config: Path | None = None,
+    pairs: Sequence[str] | None = None,
+    windows: Sequence[int] | None = None,
 ) -> ReplayStats:
-    """Replay ``files`` into ``db`` and return the statistics."""
+    """Replay ``files`` into ``db``, analyse the pairs, and return the statistics."""
     settings = load_settings(config)
     if timeframes:
         try:
@@ -33,6 +77,7 @@ def run_replay(
             raise ConfigError([f"--timeframe: {exc}"]) from None
     else:
         lengths = settings.bars.timeframe_lengths
+    specs = replay_specs(settings, lengths, pairs, windows)
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
         raise ConfigError([f"{path}: no such file" for path in missing])
@@ -58,4 +103,12 @@ def run_replay(
     unwritten = writer.queue_depth + writer.rows_dropped
     if unwritten:
         raise PairwatchError(f"{unwritten} rows could not be written to {db}: see the log above")
+    if specs:
+        conn = store.open_store(db)
+        try:
+            done = backfill(conn, specs)
+        finally:
+            conn.close()
+        stats.pair_rows, stats.symbol_rows = done.pair_rows, done.symbol_rows
+        stats.analytics_seconds = done.seconds
     return stats

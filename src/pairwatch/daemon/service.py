@@ -15,15 +15,18 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from concurrent.futures import Executor, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from pairwatch import __version__
+from pairwatch.analytics import engine as pair_engine
 from pairwatch.analytics.resample_kernel import warm_up
 from pairwatch.config.settings import Settings
-from pairwatch.daemon import store
+from pairwatch.daemon import store, store_reads
+from pairwatch.daemon.analytics import AnalyticsStage, adf_schedule, pair_specs
 from pairwatch.daemon.health import Health
 from pairwatch.daemon.pipeline import Pipeline
 from pairwatch.daemon.sources.binance import BinanceFeed, FeedOptions, stream_names, stream_urls
@@ -107,6 +110,7 @@ class Daemon:
         self.feeds: list[BinanceFeed] = []
         self.pipeline: Pipeline | None = None
         self.writer: Writer | None = None
+        self.analytics: AnalyticsStage | None = None
         self.ready = asyncio.Event()
         self.base_url = settings.feed.stream_url_base
 
@@ -132,11 +136,19 @@ class Daemon:
         feed = settings.feed
         now = self.clock()
         label = feed_label(settings)
-        last_ids, latest = await asyncio.to_thread(
-            self._load_restart_point, label, feed.stream, feed.symbols, list(lengths), now - grace
-        )
-        await asyncio.to_thread(warm_up)
+        specs = pair_specs(settings)
         writer = self.writer = Writer(db_path, batch_max_rows=settings.storage.batch_max_rows)
+        analytics = self.analytics = AnalyticsStage(specs, writer) if specs else None
+        last_ids, latest, history = await asyncio.to_thread(
+            self._load_restart_point,
+            label,
+            feed.stream,
+            feed.symbols,
+            list(lengths),
+            now - grace,
+            analytics,
+        )
+        await asyncio.to_thread(self._warm_up, analytics, history)
         writer.start()
         self.health.queue_depths["writer"] = lambda: writer.queue_depth
         pipeline = self.pipeline = Pipeline(
@@ -153,8 +165,12 @@ class Daemon:
             last_ids=last_ids,
         )
         pipeline.resume(resumable(latest, lengths, now, grace))
+        if analytics is not None:
+            pipeline.add_sink(analytics.on_bars)
+            self.health.stages["analytics"] = analytics.counters
         tasks: list[asyncio.Task[Any]] = []
-        scheduler = self._scheduler(writer)
+        adf_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adf")
+        scheduler = self._scheduler(writer, analytics, adf_worker)
         try:
             tasks = [
                 asyncio.create_task(f.run(), name=f"feed-{i}")
@@ -183,6 +199,7 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 scheduler.shutdown(wait=False)
+            adf_worker.shutdown(wait=False, cancel_futures=True)
             self._write_feed_stats()  # the final counters of this run
             pipeline.checkpoint()
             await asyncio.to_thread(writer.close, 30.0)
@@ -205,7 +222,8 @@ class Daemon:
         symbols: Sequence[str],
         timeframes: Sequence[str],
         ended_by: int,
-    ) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], Bar]]:
+        analytics: AnalyticsStage | None,
+    ) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], Bar], list[Bar]]:
         """Open and migrate the store, finalise open bars that have ended, read the rest."""
         conn = store.open_store(self.settings.db_path)
         try:
@@ -213,11 +231,28 @@ class Daemon:
             # configured), are final now: nothing will ever add to them.
             store.finalize_open_bars(conn, ended_by)
             return (
-                store.load_symbol_state(conn, market, stream),
-                store.load_latest_bars(conn, symbols, timeframes),
+                store_reads.load_symbol_state(conn, market, stream),
+                store_reads.load_latest_bars(conn, symbols, timeframes),
+                [] if analytics is None else analytics.load_history(conn),
             )
         finally:
             conn.close()
+
+    @staticmethod
+    def _warm_up(analytics: AnalyticsStage | None, history: list[Bar]) -> None:
+        """Compile (or load) every kernel and continue the analytics from stored bars."""
+        started = time.perf_counter()
+        warm_up()
+        if analytics is None:
+            return
+        pair_engine.warm_up()
+        count = analytics.warm_up(history)
+        logger.info(
+            "analytics: %d pair × timeframe tracks, warmed up from %d stored bars in %.2f s",
+            len(analytics.engine.specs),
+            count,
+            time.perf_counter() - started,
+        )
 
     def _feeds(self, pipeline: Pipeline) -> list[BinanceFeed]:
         feed = self.settings.feed
@@ -269,12 +304,18 @@ class Daemon:
                 gaps=health.gaps,
                 lag_ms_p50=None if math.isnan(p50) else p50,
                 lag_ms_max=None if math.isnan(lag_max) else lag_max,
-                detail={"rejected": dict(health.rejected), "missed_ids": health.missed_ids},
+                detail={
+                    "rejected": dict(health.rejected),
+                    "missed_ids": health.missed_ids,
+                    **{name: dict(counters()) for name, counters in health.stages.items()},
+                },
             )
         )
 
-    def _scheduler(self, writer: Writer) -> AsyncIOScheduler:
-        """Schedule the retention sweep (APScheduler, on this event loop)."""
+    def _scheduler(
+        self, writer: Writer, analytics: AnalyticsStage | None, adf_worker: Executor
+    ) -> AsyncIOScheduler:
+        """Schedule the retention sweep and the ADF refreshes (APScheduler, on this loop)."""
         retention = self.settings.storage.retention
         scheduler = AsyncIOScheduler(timezone="UTC")
 
@@ -287,12 +328,28 @@ class Daemon:
             ):
                 if keep is not None:
                     writer.purge(table, now - _ms(keep))
+            # Analytics rows live as long as the bars they were computed on.
             for timeframe, keep in retention.bars.items():
                 if keep is not None:
-                    writer.purge("bars", now - _ms(keep), timeframe)
+                    for table in ("bars", "analytics", "symbol_analytics"):
+                        writer.purge(table, now - _ms(keep), timeframe)
 
         scheduler.add_job(
             sweep, "interval", seconds=retention.sweep_interval.total_seconds(), id="retention"
         )
         sweep()
+        if analytics is not None:
+            first = datetime.now(UTC)
+            for every_ms, tracks in adf_schedule(analytics.engine.specs).items():
+                scheduler.add_job(
+                    analytics.refresh_adf,
+                    "interval",
+                    args=(tracks, self.clock, adf_worker),
+                    seconds=every_ms / 1000,
+                    next_run_time=first,  # at once: the warm-up may have filled the lookback
+                    id=f"adf-{every_ms}ms",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=None,
+                )
         return scheduler

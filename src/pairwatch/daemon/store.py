@@ -1,4 +1,4 @@
-"""Open (and migrate) the SQLite store, and read it back.
+"""Open (and migrate) the SQLite store; the functions that read it are in ``store_reads``.
 
 Every connection runs in autocommit mode (``isolation_level=None``): writers open
 their transactions explicitly with ``BEGIN IMMEDIATE`` so a transaction never has
@@ -8,31 +8,21 @@ to upgrade a read lock to a write lock (which fails instead of waiting).
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from pairwatch import __version__
 from pairwatch.analytics.timeframes import parse_timeframe
-from pairwatch.daemon.schema import (
-    APPLICATION_ID,
-    BAR_COLUMNS,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    TABLES,
-)
+from pairwatch.daemon.metrics_schema import add_metric_column_sql, metric_columns
+from pairwatch.daemon.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, TABLES
 from pairwatch.errors import StoreError
-from pairwatch.events import Bar
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
-
-_BAR_SELECT = f"SELECT {', '.join(BAR_COLUMNS)} FROM bars"  # noqa: S608 -- constant column list
 
 
 def open_store(
@@ -77,6 +67,7 @@ def open_store(
         else:
             _configure_writable(conn, db)
             migrate(conn, db)
+            add_metric_columns(conn, db)
     except sqlite3.DatabaseError as exc:
         conn.close()
         kind = "is not an SQLite database" if _is_not_a_db(exc) else "cannot be opened"
@@ -121,6 +112,43 @@ def migrate(conn: sqlite3.Connection, name: Path | str = "store") -> None:
         )
 
 
+def add_metric_columns(conn: sqlite3.Connection, name: Path | str = "store") -> list[str]:
+    """Add a REAL column for every registered metric a metrics table lacks; return them.
+
+    Migration steps are frozen, but metrics are registered in code: this runs after
+    every read-write migration so the tables follow the metric tuples. Idempotent.
+    """
+    wanted = metric_columns()
+    if not _missing_metric_columns(conn, wanted):
+        return []
+    with transaction(conn):
+        # Re-read under the write lock: another process may have added them meanwhile.
+        missing = _missing_metric_columns(conn, wanted)
+        for table, column in missing:
+            conn.execute(add_metric_column_sql(table, column))
+    added = [f"{table}.{column}" for table, column in missing]
+    if added:
+        logger.info("store %s: added metric columns %s", name, ", ".join(added))
+    return added
+
+
+def table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    """Return the column names of one of the store's tables, in table order."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}: expected one of {', '.join(TABLES)}")
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _missing_metric_columns(
+    conn: sqlite3.Connection, wanted: dict[str, tuple[str, ...]]
+) -> list[tuple[str, str]]:
+    missing: list[tuple[str, str]] = []
+    for table, names in wanted.items():
+        have = set(table_columns(conn, table))
+        missing.extend((table, n) for n in names if n not in have)
+    return missing
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """Run the block in one ``BEGIN IMMEDIATE`` transaction; roll back on any error."""
@@ -132,54 +160,6 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def load_symbol_state(
-    conn: sqlite3.Connection, market: str, stream: str
-) -> dict[str, tuple[int, int]]:
-    """Return ``{symbol: (last_trade_id, last_trade_ts)}`` of one market and stream."""
-    rows = conn.execute(
-        "SELECT symbol, last_trade_id, last_trade_ts FROM symbol_state "
-        "WHERE market = ? AND stream = ?",
-        (market, stream),
-    )
-    return {symbol: (int(last_id), int(last_ts)) for symbol, last_id, last_ts in rows}
-
-
-def load_latest_bars(
-    conn: sqlite3.Connection, symbols: Iterable[str], timeframes: Iterable[str]
-) -> dict[tuple[str, str], Bar]:
-    """Return the newest stored bar of every symbol and timeframe that has one."""
-    latest: dict[tuple[str, str], Bar] = {}
-    frames = list(timeframes)
-    for symbol in symbols:
-        for timeframe in frames:
-            row = conn.execute(
-                f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ? ORDER BY ts DESC LIMIT 1",
-                (symbol, timeframe),
-            ).fetchone()
-            if row is not None:
-                latest[symbol, timeframe] = bar_from_row(row)
-    return latest
-
-
-def read_bars(
-    conn: sqlite3.Connection,
-    symbol: str,
-    timeframe: str,
-    start: int | None = None,
-    end: int | None = None,
-) -> list[Bar]:
-    """Return the bars with ``start <= ts < end`` (either bound optional), oldest first."""
-    sql = f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ?"
-    params: list[object] = [symbol, timeframe]
-    if start is not None:
-        sql += " AND ts >= ?"
-        params.append(start)
-    if end is not None:
-        sql += " AND ts < ?"
-        params.append(end)
-    return [bar_from_row(row) for row in conn.execute(f"{sql} ORDER BY ts", params)]
 
 
 def finalize_open_bars(
@@ -217,27 +197,6 @@ def count_rows(conn: sqlite3.Connection, table: str) -> int:
         raise ValueError(f"unknown table {table!r}: expected one of {', '.join(TABLES)}")
     sql = f"SELECT count(*) FROM {table}"  # noqa: S608 -- table checked against TABLES
     return int(conn.execute(sql).fetchone()[0])
-
-
-def bar_from_row(row: Sequence[Any]) -> Bar:
-    """Build a ``Bar`` from a row of ``BAR_COLUMNS`` (NULL vwap becomes NaN)."""
-    vwap = row[9]
-    return Bar(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        math.nan if vwap is None else vwap,
-        row[10],
-        row[11],
-        bool(row[12]),
-        bool(row[13]),
-    )
 
 
 def _configure_writable(conn: sqlite3.Connection, name: Path) -> None:

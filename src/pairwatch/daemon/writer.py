@@ -16,35 +16,32 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 from pairwatch.analytics.resample_kernel import BarArrays
-from pairwatch.daemon.schema import (
-    BAR_SYMBOLS,
-    INSERT_GAPS,
-    INSERT_TICKS,
-    PURGE_BARS,
-    TIME_COLUMNS,
-    UPSERT_BARS,
-    UPSERT_FEED_STATS,
-    UPSERT_SYMBOL_STATE,
-    FeedStatsRow,
-    Row,
-    SymbolState,
-    bar_array_rows,
-    bar_rows,
-    feed_stats_rows,
-    gap_rows,
-    purge_sql,
-    symbol_state_rows,
-    tick_rows,
-)
+from pairwatch.daemon.feed_rows import FeedStatsRow, SymbolState, bar_array_rows
+from pairwatch.daemon.retention import check_purge
 from pairwatch.daemon.store import DEFAULT_BUSY_TIMEOUT_MS, open_store
+from pairwatch.daemon.writer_batch import (
+    WRITE_BAR_ARRAYS,
+    WRITE_BARS,
+    WRITE_FEED_STATS,
+    WRITE_GAPS,
+    WRITE_STATES,
+    WRITE_TICKS,
+    Checkpoint,
+    Flush,
+    Op,
+    Purge,
+    Rows,
+    cut_batch,
+    metric_statements,
+    resolve,
+    write_batch,
+)
 from pairwatch.errors import StoreError
-from pairwatch.events import Bar, Gap, Trade
+from pairwatch.events import Bar, Gap, PairSnapshot, SymbolSnapshot, Trade
 
 __all__ = ["FeedStatsRow", "SymbolState", "Writer"]
 
@@ -55,64 +52,8 @@ _BACKOFF_MAX_S = 5.0
 _STREAMS = ("trade", "aggTrade")
 
 
-@dataclass(frozen=True, slots=True)
-class _Statement:
-    sql: str
-    counter: str
-    rows: Callable[[Sequence[Any], int], list[Row]]
-
-
-_BARS = _Statement(UPSERT_BARS, "bars_written", bar_rows)
-_BAR_ARRAYS = _Statement(UPSERT_BARS, "bars_written", lambda rows, now: list(rows))
-_TICKS = _Statement(INSERT_TICKS, "ticks_written", tick_rows)
-_GAPS = _Statement(INSERT_GAPS, "gaps_written", gap_rows)
-_STATES = _Statement(UPSERT_SYMBOL_STATE, "states_written", symbol_state_rows)
-_STATS = _Statement(UPSERT_FEED_STATS, "feed_stats_written", feed_stats_rows)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rows:
-    """Items for one statement; runs of the same statement share one executemany."""
-
-    statement: _Statement
-    items: Sequence[Any]
-
-    @property
-    def size(self) -> int:
-        return len(self.items)
-
-
-@dataclass(frozen=True, slots=True)
-class _Purge:
-    table: str
-    before_ts: int
-    timeframe: str | None
-    size: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class _Checkpoint:
-    """Bars and symbol states that must commit together: never split."""
-
-    bars: Sequence[Bar]
-    states: Sequence[SymbolState]
-
-    @property
-    def size(self) -> int:
-        return len(self.bars) + len(self.states)
-
-
-@dataclass(frozen=True, slots=True)
-class _Flush:
-    future: Future[None]
-    size: int = 0
-
-
-_Op = _Rows | _Purge | _Checkpoint | _Flush
-
-
 class Writer:
-    """Write bars, ticks, gaps, symbol state and feed stats from a dedicated thread."""
+    """Write bars, ticks, gaps, symbol state, feed stats and analytics from one thread."""
 
     def __init__(
         self,
@@ -132,14 +73,16 @@ class Writer:
         self._busy_timeout_ms = busy_timeout_ms
         self._on_connect = on_connect
         self._clock = clock or (lambda: time.time_ns() // 1_000_000)
+        # Built from the metric tuples of now: the store adds their columns when it opens.
+        self._pairs, self._symbols = metric_statements()
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[_Op] = collections.deque()
+        self._queue: collections.deque[Op] = collections.deque()
         self._queued_rows = 0
         self._queued_ticks = 0
         self._closed = False
         self._stopping = False
         self._abort = False
-        self._held: collections.deque[list[_Op]] = collections.deque()
+        self._held: collections.deque[list[Op]] = collections.deque()
         """Batches taken from the queue and not yet committed, oldest first."""
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -153,6 +96,8 @@ class Writer:
         self.gaps_written = 0
         self.states_written = 0
         self.feed_stats_written = 0
+        self.analytics_written = 0
+        self.symbol_analytics_written = 0
         self.rows_purged = 0
         self.transactions = 0
         self.errors = 0
@@ -194,17 +139,17 @@ class Writer:
     def put_bars(self, bars: Sequence[Bar]) -> None:
         """Queue bars to upsert (a later version of a bar replaces the earlier one)."""
         if bars:
-            self._put(_Rows(_BARS, tuple(bars)))
+            self._put(Rows(WRITE_BARS, tuple(bars)))
 
     def put_bar_arrays(self, bars: BarArrays) -> None:
         """Queue closed bars held as columns (the replay path: no ``Bar`` objects)."""
         if len(bars):
-            self._put(_Rows(_BAR_ARRAYS, bar_array_rows(bars, self._clock())))
+            self._put(Rows(WRITE_BAR_ARRAYS, bar_array_rows(bars, self._clock())))
 
     def put_ticks(self, trades: Sequence[Trade]) -> None:
         """Queue raw trades to insert (duplicates by symbol and id are ignored)."""
         if trades:
-            self._put(_Rows(_TICKS, tuple(trades)))
+            self._put(Rows(WRITE_TICKS, tuple(trades)))
 
     def put_gaps(self, gaps: Sequence[Gap]) -> None:
         """Queue detected gaps (a gap already stored is ignored)."""
@@ -212,7 +157,7 @@ class Writer:
             if gap.stream not in _STREAMS:
                 raise ValueError(f"invalid gap stream {gap.stream!r}: expected trade or aggTrade")
         if gaps:
-            self._put(_Rows(_GAPS, tuple(gaps)))
+            self._put(Rows(WRITE_GAPS, tuple(gaps)))
 
     def put_symbol_state(
         self, market: str, stream: str, states: Sequence[tuple[str, int, int]]
@@ -220,21 +165,26 @@ class Writer:
         """Queue ``(symbol, last_trade_id, last_trade_ts)`` of one market and stream."""
         if states:
             rows = tuple(SymbolState(market, stream, *state) for state in states)
-            self._put(_Rows(_STATES, rows))
+            self._put(Rows(WRITE_STATES, rows))
 
     def put_feed_stats(self, row: FeedStatsRow) -> None:
         """Queue one feed statistics snapshot (same source and ts replaces it)."""
-        self._put(_Rows(_STATS, (row,)))
+        self._put(Rows(WRITE_FEED_STATS, (row,)))
+
+    def put_pair_snapshots(self, snapshots: Sequence[PairSnapshot]) -> None:
+        """Queue pair snapshots to upsert into ``analytics`` (non-finite values as NULL)."""
+        if snapshots:
+            self._put(Rows(self._pairs, tuple(snapshots)))
+
+    def put_symbol_snapshots(self, snapshots: Sequence[SymbolSnapshot]) -> None:
+        """Queue symbol snapshots to upsert into ``symbol_analytics``."""
+        if snapshots:
+            self._put(Rows(self._symbols, tuple(snapshots)))
 
     def purge(self, table: str, before_ts: int, timeframe: str | None = None) -> None:
         """Queue a retention delete of rows older than ``before_ts`` (epoch ms)."""
-        if table not in TIME_COLUMNS:
-            raise ValueError(
-                f"cannot purge table {table!r}: expected one of {', '.join(TIME_COLUMNS)}"
-            )
-        if timeframe is not None and table != "bars":
-            raise ValueError(f"cannot purge {table} by timeframe: only bars have one")
-        self._put(_Purge(table, int(before_ts), timeframe))
+        check_purge(table, timeframe)
+        self._put(Purge(table, int(before_ts), timeframe))
 
     def checkpoint(
         self,
@@ -246,12 +196,12 @@ class Writer:
         """Queue open bars and ``(symbol, last_id, last_ts)`` states for one transaction."""
         if bars or states:
             rows = tuple(SymbolState(market, stream, *state) for state in states)
-            self._put(_Checkpoint(tuple(bars), rows))
+            self._put(Checkpoint(tuple(bars), rows))
 
     def flush(self) -> Future[None]:
         """Return a future resolved once everything queued before it is committed."""
         future: Future[None] = Future()
-        self._put(_Flush(future))
+        self._put(Flush(future))
         return future
 
     def close(self, timeout: float = 10.0) -> None:
@@ -286,11 +236,11 @@ class Writer:
             self.last_error,
         )
 
-    def _put(self, op: _Op) -> None:
+    def _put(self, op: Op) -> None:
         with self._cond:
             if self._closed:
                 raise StoreError("store writer is closed")
-            if isinstance(op, _Rows) and op.statement is _TICKS:
+            if isinstance(op, Rows) and op.statement is WRITE_TICKS:
                 # Raw ticks are optional: bound their memory while the store is failing.
                 if self._queued_ticks + op.size > self._max_queued_ticks:
                     self.ticks_dropped += op.size
@@ -351,7 +301,7 @@ class Writer:
                 return
             batch = held[0]
             try:
-                counts = self._write(conn, batch)
+                counts = write_batch(conn, batch, self._clock)
             except sqlite3.OperationalError as exc:
                 self._failed(exc)
                 delay = min(max(delay * 2, _BACKOFF_MIN_S), _BACKOFF_MAX_S)
@@ -361,7 +311,7 @@ class Writer:
             except Exception as exc:
                 # Retrying cannot fix a bad value or a bug: isolate the op that fails.
                 held.popleft()
-                data = [op for op in batch if not isinstance(op, _Flush)]
+                data = [op for op in batch if not isinstance(op, Flush)]
                 if len(data) > 1:
                     held.extendleft(reversed([[op] for op in batch]))
                 else:
@@ -371,75 +321,16 @@ class Writer:
             delay = 0.0
             self._committed(batch, counts)
 
-    def _take(self) -> list[_Op] | None:
+    def _take(self) -> list[Op] | None:
         """Wait for work; return up to ``batch_max_rows`` rows of it, or None to stop."""
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
             if not self._queue or self._abort:
                 return None
-            batch: list[_Op] = []
-            rows = 0
-            limit = self._batch_max_rows
-            while self._queue and rows < limit:
-                op = self._queue[0]
-                room = limit - rows
-                if op.size <= room:
-                    self._queue.popleft()
-                elif isinstance(op, _Rows):
-                    self._queue[0] = _Rows(op.statement, op.items[room:])
-                    op = _Rows(op.statement, op.items[:room])
-                elif not batch:
-                    self._queue.popleft()  # an atomic op larger than a batch goes alone
-                else:
-                    break
-                batch.append(op)
-                rows += op.size
-            return batch
+            return cut_batch(self._queue, self._batch_max_rows)
 
-    def _write(self, conn: sqlite3.Connection, batch: list[_Op]) -> dict[str, int]:
-        """Write one batch in one transaction; return rows changed per counter."""
-        counts: dict[str, int] = {}
-        if all(isinstance(op, _Flush) for op in batch):
-            return counts
-        now = self._clock()
-        run: list[Row] = []
-        current: _Statement | None = None
-
-        def execute_run() -> None:
-            if current is not None and run:
-                cursor = conn.executemany(current.sql, run)
-                counts[current.counter] = counts.get(current.counter, 0) + cursor.rowcount
-                run.clear()
-
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for op in batch:
-                if isinstance(op, _Rows):
-                    if op.statement is not current:
-                        execute_run()
-                        current = op.statement
-                    run.extend(op.statement.rows(op.items, now))
-                    continue
-                execute_run()
-                current = None
-                if isinstance(op, _Checkpoint):
-                    for statement, items in ((_BARS, op.bars), (_STATES, op.states)):
-                        cursor = conn.executemany(statement.sql, statement.rows(items, now))
-                        counts[statement.counter] = (
-                            counts.get(statement.counter, 0) + cursor.rowcount
-                        )
-                elif isinstance(op, _Purge):
-                    counts["rows_purged"] = counts.get("rows_purged", 0) + _purge(conn, op)
-            execute_run()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return counts
-
-    def _committed(self, batch: list[_Op], counts: dict[str, int]) -> None:
+    def _committed(self, batch: list[Op], counts: dict[str, int]) -> None:
         for counter, value in counts.items():
             setattr(self, counter, getattr(self, counter) + value)
         if counts:
@@ -454,8 +345,8 @@ class Writer:
         self._logged_errors.clear()
         self._release(batch)
         for op in batch:
-            if isinstance(op, _Flush):
-                _resolve(op.future, None)
+            if isinstance(op, Flush):
+                resolve(op.future, None)
 
     def _failed(self, exc: sqlite3.OperationalError) -> None:
         message = f"{type(exc).__name__}: {exc}"
@@ -472,21 +363,21 @@ class Writer:
                 message,
             )
 
-    def _dropped(self, batch: list[_Op], exc: Exception) -> None:
+    def _dropped(self, batch: list[Op], exc: Exception) -> None:
         rows = sum(op.size for op in batch)
         self.rows_dropped += rows
         self.last_error = f"{type(exc).__name__}: {exc}"
         logger.error("store writer dropped %d rows it cannot write", rows, exc_info=exc)
         self._release(batch)
         for op in batch:
-            if isinstance(op, _Flush):
-                _resolve(op.future, None)
+            if isinstance(op, Flush):
+                resolve(op.future, None)
 
-    def _release(self, batch: list[_Op]) -> None:
+    def _release(self, batch: list[Op]) -> None:
         with self._cond:
             for op in batch:
                 self._queued_rows -= op.size
-                if isinstance(op, _Rows) and op.statement is _TICKS:
+                if isinstance(op, Rows) and op.statement is WRITE_TICKS:
                     self._queued_ticks -= op.size
 
     def _fail_pending(self, error: StoreError) -> None:
@@ -497,23 +388,5 @@ class Writer:
             self._held.clear()
             self._queue.clear()
         for op in pending:
-            if isinstance(op, _Flush):
-                _resolve(op.future, error)
-
-
-def _purge(conn: sqlite3.Connection, op: _Purge) -> int:
-    if op.timeframe is None:
-        return conn.execute(purge_sql(op.table), (op.before_ts,)).rowcount
-    symbols = [row[0] for row in conn.execute(BAR_SYMBOLS)]
-    params = [(symbol, op.timeframe, op.before_ts) for symbol in symbols]
-    return conn.executemany(PURGE_BARS, params).rowcount if params else 0
-
-
-def _resolve(future: Future[None], error: BaseException | None) -> None:
-    try:
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
-    except InvalidStateError:
-        pass  # the waiter cancelled it
+            if isinstance(op, Flush):
+                resolve(op.future, error)

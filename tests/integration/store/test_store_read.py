@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pairwatch.daemon.store import (
-    finalize_open_bars,
-    load_latest_bars,
-    load_symbol_state,
-    open_store,
-    read_bars,
-)
+from pairwatch.daemon.store import finalize_open_bars, open_store
+from pairwatch.daemon.store_reads import load_latest_bars, load_symbol_state, read_bars
 from pairwatch.events import Bar
 
 T0 = 1_700_000_040_000  # a whole minute

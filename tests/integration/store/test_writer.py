@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pairwatch.daemon.store import count_rows, load_symbol_state, open_store, read_bars
+from pairwatch.daemon.store import count_rows, open_store
+from pairwatch.daemon.store_reads import load_symbol_state, read_bars
 from pairwatch.daemon.writer import FeedStatsRow, Writer
 from pairwatch.errors import StoreError
 from pairwatch.events import Bar, Gap, Trade

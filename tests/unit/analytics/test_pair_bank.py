@@ -8,6 +8,7 @@ import pytest
 from pairwatch.analytics.kalman import KALMAN_METRICS, kalman_metrics
 from pairwatch.analytics.pair_bank import PAIR_METRICS, PairBank
 from pairwatch.analytics.rolling_ols import METRICS, rolling_pair_metrics
+from pairwatch.analytics.window_metrics import WINDOW_METRICS, window_metric_columns
 from unit.analytics.test_rolling_ols import btc_eth
 
 
@@ -32,10 +33,38 @@ def test_each_pair_of_a_bank_equals_its_own_batch_to_the_bit() -> None:
     for p in range(n_pairs):
         got = np.array(results[p])
         x, y = series[p]
-        alone = rolling_pair_metrics(x, y, window) | kalman_metrics(x, y)
+        alone = batch(x, y, window)
         for k, name in enumerate(PAIR_METRICS):
             np.testing.assert_array_equal(got[:, k], alone[name], err_msg=f"pair {p} {name}")
-    assert PAIR_METRICS == METRICS + KALMAN_METRICS
+    assert METRICS + KALMAN_METRICS + tuple(WINDOW_METRICS) == PAIR_METRICS
+
+
+def batch(x: np.ndarray, y: np.ndarray, window: int) -> dict[str, np.ndarray]:
+    core = rolling_pair_metrics(x, y, window) | kalman_metrics(x, y)
+    extra = window_metric_columns(
+        np.log(x), np.log(y), core["hedge_ratio"], core["intercept"], window
+    )
+    return core | extra
+
+
+def test_a_pair_advanced_several_times_in_one_call_equals_its_batch() -> None:
+    window = 20
+    series = [btc_eth(200, seed=s) for s in range(2)]
+    bank = PairBank(2, window)
+    # Rows repeat within a call (bars of several seconds closing at once).
+    got: list[list[np.ndarray]] = [[], []]
+    for start in range(0, 200, 5):
+        rows = np.array([0, 1] * 5, dtype=np.int64)
+        steps = np.repeat(np.arange(start, start + 5), 2)
+        xs = np.array([series[r][0][t] for r, t in zip(rows, steps, strict=True)])
+        ys = np.array([series[r][1][t] for r, t in zip(rows, steps, strict=True)])
+        out = bank.update(rows, xs, ys)
+        for k, r in enumerate(rows):
+            got[r].append(out[k])
+    for p in range(2):
+        expected = batch(*series[p], window)
+        for k, name in enumerate(PAIR_METRICS):
+            np.testing.assert_array_equal(np.array(got[p])[:, k], expected[name], name)
 
 
 def test_a_bank_refuses_rows_and_prices_it_cannot_trust() -> None:

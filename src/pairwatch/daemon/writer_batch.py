@@ -1,0 +1,195 @@
+"""The writer's queued operations, and how a batch of them is cut and written.
+
+The event loop queues operations; the writer thread cuts the queue into batches of at
+most ``batch_max_rows`` rows (``cut_batch``) and writes each in one transaction
+(``write_batch``): consecutive rows of one statement share one ``executemany``.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from pairwatch.daemon.feed_rows import (
+    INSERT_GAPS,
+    INSERT_TICKS,
+    UPSERT_BARS,
+    UPSERT_FEED_STATS,
+    UPSERT_SYMBOL_STATE,
+    SymbolState,
+    bar_rows,
+    feed_stats_rows,
+    gap_rows,
+    symbol_state_rows,
+    tick_rows,
+)
+from pairwatch.daemon.metrics_schema import (
+    metric_columns,
+    pair_snapshot_rows,
+    symbol_snapshot_rows,
+    upsert_sql,
+)
+from pairwatch.daemon.retention import purge_rows
+from pairwatch.daemon.schema import Row
+from pairwatch.events import Bar
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A write statement, the writer counter it adds to, and how items become its rows."""
+
+    sql: str
+    counter: str
+    rows: Callable[[Sequence[Any], int], list[Row]]
+
+
+WRITE_BARS = Statement(UPSERT_BARS, "bars_written", bar_rows)
+WRITE_BAR_ARRAYS = Statement(UPSERT_BARS, "bars_written", lambda rows, now: list(rows))
+"""Bars queued as ready-made ``UPSERT_BARS`` rows (``feed_rows.bar_array_rows``)."""
+WRITE_TICKS = Statement(INSERT_TICKS, "ticks_written", tick_rows)
+WRITE_GAPS = Statement(INSERT_GAPS, "gaps_written", gap_rows)
+WRITE_STATES = Statement(UPSERT_SYMBOL_STATE, "states_written", symbol_state_rows)
+WRITE_FEED_STATS = Statement(UPSERT_FEED_STATS, "feed_stats_written", feed_stats_rows)
+
+
+def metric_statements() -> tuple[Statement, Statement]:
+    """Return the ``analytics`` and ``symbol_analytics`` upserts of the metrics registered now."""
+    metrics = metric_columns()
+    pair_metrics, symbol_metrics = metrics["analytics"], metrics["symbol_analytics"]
+    pairs = Statement(
+        upsert_sql("analytics", pair_metrics),
+        "analytics_written",
+        partial(pair_snapshot_rows, metrics=pair_metrics),
+    )
+    symbols = Statement(
+        upsert_sql("symbol_analytics", symbol_metrics),
+        "symbol_analytics_written",
+        partial(symbol_snapshot_rows, metrics=symbol_metrics),
+    )
+    return pairs, symbols
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Items for one statement; runs of the same statement share one executemany."""
+
+    statement: Statement
+    items: Sequence[Any]
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """A retention delete (see ``retention.purge_rows``)."""
+
+    table: str
+    before_ts: int
+    timeframe: str | None
+    size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Bars and symbol states that must commit together: never split."""
+
+    bars: Sequence[Bar]
+    states: Sequence[SymbolState]
+
+    @property
+    def size(self) -> int:
+        return len(self.bars) + len(self.states)
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """A marker resolved once everything queued before it is committed."""
+
+    future: Future[None]
+    size: int = 0
+
+
+Op = Rows | Purge | Checkpoint | Flush
+
+
+def cut_batch(queue: collections.deque[Op], limit: int) -> list[Op]:
+    """Pop up to ``limit`` rows of ops off ``queue`` (splitting ``Rows``, never others)."""
+    batch: list[Op] = []
+    rows = 0
+    while queue and rows < limit:
+        op = queue[0]
+        room = limit - rows
+        if op.size <= room:
+            queue.popleft()
+        elif isinstance(op, Rows):
+            queue[0] = Rows(op.statement, op.items[room:])
+            op = Rows(op.statement, op.items[:room])
+        elif not batch:
+            queue.popleft()  # an atomic op larger than a batch goes alone
+        else:
+            break
+        batch.append(op)
+        rows += op.size
+    return batch
+
+
+def write_batch(
+    conn: sqlite3.Connection, batch: list[Op], clock: Callable[[], int]
+) -> dict[str, int]:
+    """Write one batch in one transaction; return rows changed per counter."""
+    counts: dict[str, int] = {}
+    if all(isinstance(op, Flush) for op in batch):
+        return counts
+    now = clock()
+    run: list[Row] = []
+    current: Statement | None = None
+
+    def execute_run() -> None:
+        if current is not None and run:
+            cursor = conn.executemany(current.sql, run)
+            counts[current.counter] = counts.get(current.counter, 0) + cursor.rowcount
+            run.clear()
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for op in batch:
+            if isinstance(op, Rows):
+                if op.statement is not current:
+                    execute_run()
+                    current = op.statement
+                run.extend(op.statement.rows(op.items, now))
+                continue
+            execute_run()
+            current = None
+            if isinstance(op, Checkpoint):
+                for statement, items in ((WRITE_BARS, op.bars), (WRITE_STATES, op.states)):
+                    cursor = conn.executemany(statement.sql, statement.rows(items, now))
+                    counts[statement.counter] = counts.get(statement.counter, 0) + cursor.rowcount
+            elif isinstance(op, Purge):
+                purged = purge_rows(conn, op.table, op.before_ts, op.timeframe)
+                counts["rows_purged"] = counts.get("rows_purged", 0) + purged
+        execute_run()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return counts
+
+
+def resolve(future: Future[None], error: BaseException | None) -> None:
+    """Resolve a flush's future with ``error`` or success, unless its waiter cancelled it."""
+    try:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+    except InvalidStateError:
+        pass  # the waiter cancelled it
