@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from pairwatch.analytics.adf import AdfResult, adf, coint
 from pairwatch.analytics.pair_bank import PAIR_METRICS, PairBank
-from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS, RollingSymbol
+from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS, SymbolBank
 from pairwatch.events import Bar, PairSnapshot, SymbolSnapshot
 
 ADF_METRICS = ("adf_stat", "adf_pvalue", "adf_lag", "coint_pvalue")
@@ -132,13 +132,22 @@ class PairEngine:
             )  # fmt: skip
             for row, (track, _) in enumerate(members):
                 track.rows.append((bank, row))
-        # Symbol metrics: per symbol × timeframe, every window of the pairs it is a leg of.
-        self._symbols: dict[tuple[str, str], list[RollingSymbol]] = {}
+        # Symbol metrics: per symbol × timeframe, every window of the pairs it is a leg of;
+        # series sharing a window and bar length share one bank.
+        windows: dict[tuple[str, str], tuple[int, set[int]]] = {}
         for spec in specs:
             for symbol in (spec.y, spec.x):
-                have = self._symbols.setdefault((symbol, spec.timeframe), [])
-                known = {s.window for s in have}
-                have.extend(RollingSymbol(w, spec.bar_ms) for w in spec.windows if w not in known)
+                entry = windows.setdefault((symbol, spec.timeframe), (spec.bar_ms, set()))
+                entry[1].update(spec.windows)
+        series: dict[tuple[int, int], list[tuple[str, str]]] = {}
+        for leg, (bar_ms, ws) in windows.items():
+            for w in sorted(ws):
+                series.setdefault((w, bar_ms), []).append(leg)
+        self._symbols: dict[tuple[str, str], list[tuple[SymbolBank, int]]] = {}
+        for (w, bar_ms), legs in series.items():
+            symbol_bank = SymbolBank(len(legs), w, bar_ms)
+            for row, leg in enumerate(legs):
+                self._symbols.setdefault(leg, []).append((symbol_bank, row))
 
     @property
     def specs(self) -> list[PairSpec]:
@@ -157,20 +166,22 @@ class PairEngine:
         """Take closed bars (any symbols, each symbol in time order); return new snapshots."""
         updates: list[_Update] = []
         pair_out: list[PairSnapshot] = []
-        symbol_out: list[SymbolSnapshot] = []
+        symbol_updates: dict[int, tuple[SymbolBank, list[int], list[Bar]]] = {}
         for bar in bars:
             if not bar.closed:
                 continue
             key = (bar.symbol, bar.timeframe)
-            rolling = self._symbols.get(key)
-            if rolling is not None:
-                symbol_out.extend(_symbol_snapshots(bar, rolling))
+            for symbol_bank, row in self._symbols.get(key, ()):
+                group = symbol_updates.setdefault(id(symbol_bank), (symbol_bank, [], []))
+                group[1].append(row)
+                group[2].append(bar)
             for track, is_y in self._by_leg.get(key, ()):
                 queue = track.pending_y if is_y else track.pending_x
                 if len(queue) == MAX_PENDING:
                     track.unaligned += 1  # the oldest waiting bar falls out: never aligned
                 queue.append(bar)
                 self._match(track, updates, pair_out)
+        symbol_out = [s for group in symbol_updates.values() for s in _symbol_snapshots(*group)]
         if updates:
             thin = bool(pair_out)
             pair_out.extend(self._advance(updates))
@@ -267,26 +278,20 @@ class PairEngine:
         return snapshots
 
 
-def _symbol_snapshots(bar: Bar, rolling: list[RollingSymbol]) -> list[SymbolSnapshot]:
-    close = np.array([bar.close])
-    volume = np.array([bar.volume])
-    quote = np.array([bar.quote_volume])
-    trades = np.array([float(bar.trades)])
+def _symbol_snapshots(bank: SymbolBank, rows: list[int], bars: list[Bar]) -> list[SymbolSnapshot]:
+    values = bank.update(
+        np.array(rows, dtype=np.int64),
+        [b.close for b in bars],
+        [b.volume for b in bars],
+        [b.quote_volume for b in bars],
+        [float(b.trades) for b in bars],
+    ).tolist()
+    window = bank.window
     return [
         SymbolSnapshot(
-            bar.symbol,
-            bar.timeframe,
-            r.window,
-            bar.ts,
-            dict(
-                zip(
-                    SYMBOL_METRICS,
-                    r.update_many(close, volume, quote, trades)[0].tolist(),
-                    strict=True,
-                )
-            ),
+            b.symbol, b.timeframe, window, b.ts, dict(zip(SYMBOL_METRICS, v, strict=True))
         )
-        for r in rolling
+        for b, v in zip(bars, values, strict=True)
     ]
 
 

@@ -178,15 +178,67 @@ class RollingSymbol:
         trades: npt.NDArray[np.float64],
     ) -> npt.NDArray[np.float64]:
         """Advance by several bars; return their metrics, one row each."""
-        (c,) = checked_prices(close)
-        v, q, n = (
-            np.ascontiguousarray(a, dtype=np.float64) for a in (volume, quote_volume, trades)
-        )
-        for name, a in (("volume", v), ("quote volume", q), ("trades", n)):
-            if a.shape != c.shape or not bool(np.all(np.isfinite(a) & (a >= 0.0))):
-                raise ValueError(f"{name} must be finite, >= 0 and as long as close")
+        c, v, q, n = _checked_bars(close, volume, quote_volume, trades)
         out = np.empty((c.shape[0], len(SYMBOL_METRICS)))
         _symbol_run(self._st, self._si, self._buf, c, v, q, n, self.window, self.annual, out)
+        return out
+
+
+@numba.njit(cache=True)
+def _bank_run(rows, st, si, buf, close, volume, quote, trades, window, annual, out):  # type: ignore[no-untyped-def]
+    for j in range(rows.shape[0]):
+        p = rows[j]
+        _symbol_step(st[p], si[p], buf[p], close[j], volume[j], quote[j], trades[j], window,
+                     annual, out, j)  # fmt: skip
+
+
+def _checked_bars(
+    close: npt.ArrayLike, volume: npt.ArrayLike, quote_volume: npt.ArrayLike, trades: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], ...]:
+    (c,) = checked_prices(close)
+    v, q, n = (np.ascontiguousarray(a, dtype=np.float64) for a in (volume, quote_volume, trades))
+    for name, a in (("volume", v), ("quote volume", q), ("trades", n)):
+        if a.shape != c.shape or not bool(np.all(np.isfinite(a) & (a >= 0.0))):
+            raise ValueError(f"{name} must be finite, >= 0 and as long as close")
+    return c, v, q, n
+
+
+class SymbolBank:
+    """The state of ``size`` symbol series sharing one window and bar length.
+
+    One numba call advances any subset of them by one bar each, with the very same step
+    as ``RollingSymbol``, so a series in a bank gets the same numbers, to the bit.
+    """
+
+    def __init__(self, size: int, window: int, bar_ms: int) -> None:
+        if window < 2:
+            raise ValueError(f"window must be at least 2 bars, got {window}")
+        if bar_ms <= 0:
+            raise ValueError(f"bar length must be positive, got {bar_ms} ms")
+        self.window = window
+        self.annual = math.sqrt(YEAR_MS / bar_ms)
+        self._st = np.zeros((size, _N_FLOAT))
+        self._st[:, _PREV] = math.nan  # no previous close yet
+        self._si = np.zeros((size, 4), dtype=np.int64)
+        self._buf = np.zeros((size, window, 4))
+
+    def update(
+        self,
+        rows: npt.NDArray[np.int64],
+        close: npt.ArrayLike,
+        volume: npt.ArrayLike,
+        quote_volume: npt.ArrayLike,
+        trades: npt.ArrayLike,
+    ) -> npt.NDArray[np.float64]:
+        """Advance series ``rows`` by one bar each (in order); return one metrics row each."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        c, v, q, n = _checked_bars(close, volume, quote_volume, trades)
+        if rows.shape != c.shape:
+            raise ValueError("rows and bars must be 1-D and of the same length")
+        if rows.size and (rows.min() < 0 or rows.max() >= self._st.shape[0]):
+            raise ValueError(f"rows must be within 0..{self._st.shape[0] - 1}")
+        out = np.empty((rows.shape[0], len(SYMBOL_METRICS)))
+        _bank_run(rows, self._st, self._si, self._buf, c, v, q, n, self.window, self.annual, out)
         return out
 
 

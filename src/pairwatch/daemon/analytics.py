@@ -30,6 +30,10 @@ from pairwatch.events import Bar, PairSnapshot, SymbolSnapshot
 
 logger = logging.getLogger(__name__)
 
+GIL_PAUSE_S = 0.0002
+"""The ADF worker sleeps this long after each test: long enough for a waiting event loop to
+take the GIL (a bare ``sleep(0)`` often wins it straight back), short enough not to matter."""
+
 SnapshotKey = tuple[str, str, int]
 """(pair ``Y/X``, timeframe, window)."""
 
@@ -87,8 +91,8 @@ def compute_adf(
 
     Each test holds the GIL for about a millisecond of small numpy calls; left alone, the
     worker would keep it for a whole switch interval (5 ms) whenever the event loop wants
-    it. Yielding after every test hands it back at once, so the loop never waits longer
-    than one test.
+    it. Pausing briefly after every test hands it over, so the loop never waits longer
+    than about one test.
     """
     results = []
     for track, x, y in inputs:
@@ -98,7 +102,7 @@ def compute_adf(
             logger.exception("the ADF test of track %d failed; its values are NaN", track)
             metrics = dict.fromkeys(ADF_METRICS, math.nan)
         results.append((track, metrics))
-        time.sleep(0)  # release the GIL: let the event loop run between tests
+        time.sleep(GIL_PAUSE_S)  # release the GIL: let the event loop run between tests
     return results
 
 

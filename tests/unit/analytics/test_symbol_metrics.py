@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS, RollingSymbol, symbol_metrics
+from pairwatch.analytics.symbol_metrics import (
+    SYMBOL_METRICS,
+    RollingSymbol,
+    SymbolBank,
+    symbol_metrics,
+)
 
 
 def bars(n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -94,3 +99,40 @@ def test_bad_closes_and_volumes_are_refused() -> None:
         symbol_metrics(np.array([1.0, 0.0, 1.0]), one, one, one, window=2, bar_ms=1_000)
     with pytest.raises(ValueError, match="volume must be finite"):
         symbol_metrics(one, np.array([1.0, np.nan, 1.0]), one, one, window=2, bar_ms=1_000)
+
+
+def test_each_series_of_a_bank_equals_its_own_batch_to_the_bit() -> None:
+    n_series, n_bars, window = 4, 200, 25
+    data = [bars(n_bars, seed=s) for s in range(n_series)]
+    bank = SymbolBank(n_series, window, 60_000)
+    rng = np.random.default_rng(2)
+    got: list[list[np.ndarray]] = [[] for _ in range(n_series)]
+    cursor = [0] * n_series
+    # Random subsets per call, a series sometimes twice in one call (bars closing together).
+    while any(c < n_bars for c in cursor):
+        picked = []
+        for r in rng.integers(0, n_series, size=rng.integers(1, 7)).tolist():
+            if cursor[r] < n_bars:
+                picked.append((r, cursor[r]))
+                cursor[r] += 1
+        if not picked:
+            continue
+        columns = [[data[r][k][t] for r, t in picked] for k in range(4)]  # close … trades
+        out = bank.update(np.array([r for r, _ in picked]), *columns)
+        for (r, _), row in zip(picked, out, strict=True):
+            got[r].append(row)
+    for s in range(n_series):
+        expected = symbol_metrics(*data[s], window=window, bar_ms=60_000)
+        for k, name in enumerate(SYMBOL_METRICS):
+            np.testing.assert_array_equal(np.array(got[s])[:, k], expected[name], name)
+
+
+def test_a_bank_refuses_rows_and_bars_it_cannot_trust() -> None:
+    bank = SymbolBank(2, 5, 1000)
+    one = [1.0]
+    with pytest.raises(ValueError, match=r"within 0\.\.1"):
+        bank.update(np.array([2]), one, one, one, one)
+    with pytest.raises(ValueError, match="same length"):
+        bank.update(np.array([0, 1]), one, one, one, one)
+    with pytest.raises(ValueError, match="volume must be finite"):
+        bank.update(np.array([0]), one, [-1.0], one, one)
