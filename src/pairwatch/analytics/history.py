@@ -18,7 +18,8 @@ import numpy.typing as npt
 
 from pairwatch.analytics.engine import ADF_METRICS, PairSpec, engle_granger
 from pairwatch.analytics.kalman import kalman_metrics
-from pairwatch.analytics.rolling_ols import log_prices, rolling_pair_metrics
+from pairwatch.analytics.prices import log_prices
+from pairwatch.analytics.rolling_ols import rolling_pair_metrics
 from pairwatch.analytics.window_metrics import window_metric_columns
 
 FloatArray = npt.NDArray[np.float64]

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from pairwatch.analytics.rolling_ols import checked_prices, log_prices
+from pairwatch.analytics.prices import checked_prices, log_prices
 
 KALMAN_METRICS = ("kalman_beta", "kalman_alpha", "kalman_spread", "kalman_zscore")
 

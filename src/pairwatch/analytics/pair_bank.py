@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pairwatch.analytics.kalman import KALMAN_METRICS, _kalman_step
+from pairwatch.analytics.prices import checked_prices
 from pairwatch.analytics.rolling_ols import (
     _COUNT,
     _N_FLOAT,
@@ -22,7 +23,6 @@ from pairwatch.analytics.rolling_ols import (
     _POS,
     METRICS,
     _step,
-    checked_prices,
 )
 from pairwatch.analytics.window_metrics import WINDOW_METRICS, apply_live
 

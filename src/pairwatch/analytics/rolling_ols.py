@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from pairwatch.analytics.compensated import moments as _moments
 from pairwatch.analytics.compensated import two_sum as _two_sum
+from pairwatch.analytics.prices import checked_prices
 
 METRICS = (
     "hedge_ratio",
@@ -68,43 +69,6 @@ _N_FLOAT = 36
 _COUNT, _POS, _SINCE, _NRET, _RPOS, _HAS_PREV = range(6)
 _N_INT = 6
 _CHUNK = 4096  # bars whose logs the batch path takes at a time (they stay in cache)
-
-
-@numba.njit(cache=True)
-def log_prices(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Return ln of each value with the same scalar log the kernels use.
-
-    numpy's vectorised log may differ from the C library's by one unit in the last place on
-    some CPUs; using one log everywhere keeps the live and batch paths bit-identical.
-    """
-    out = np.empty_like(values)
-    for i in range(values.shape[0]):
-        out[i] = math.log(values[i])
-    return out
-
-
-def checked_prices(*columns: npt.ArrayLike) -> list[npt.NDArray[np.float64]]:
-    """Return the columns as contiguous float64 arrays of one length, all finite and > 0.
-
-    The kernels trust their input (numba does no bounds checks, and one NaN would poison
-    the running sums), so every public entry point goes through here.
-    """
-    arrays = [np.ascontiguousarray(c, dtype=np.float64) for c in columns]
-    if any(a.ndim != 1 or a.shape != arrays[0].shape for a in arrays):
-        raise ValueError("price columns must be 1-D and of the same length")
-    for a in arrays:
-        if not _all_positive(a):
-            raise ValueError("prices must be finite and greater than zero")
-    return arrays
-
-
-@numba.njit(cache=True)
-def _all_positive(values: npt.NDArray[np.float64]) -> bool:
-    """Return whether every value is finite and > 0 (one pass, no temporaries)."""
-    ok = True
-    for i in range(values.shape[0]):  # no early exit: the loop vectorises
-        ok &= (values[i] > 0.0) & (values[i] < math.inf)  # also false for NaN
-    return ok
 
 
 @numba.njit(inline="always")

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pairwatch.analytics.compensated import add as _add
-from pairwatch.analytics.rolling_ols import checked_prices
+from pairwatch.analytics.prices import checked_prices
 
 SYMBOL_METRICS = ("log_return", "volatility", "vwap", "volume_zscore", "trades_zscore")
 
