@@ -40,7 +40,7 @@ LAST_TS = max(int(read_frames_with_json(Path(f))["ts"].max()) for f in FILES) //
 WINDOWS = (20, 50)
 
 
-def write_config(path: Path, data_dir: Path, base_url: str) -> Path:
+def write_config(path: Path, data_dir: Path, base_url: str, grace: str = "100ms") -> Path:
     path.write_text(
         f"""
 data_dir = "{data_dir}"
@@ -52,7 +52,10 @@ max_clock_skew = "3650d"  # the recording is from 2024
 
 [bars]
 timeframes = ["1s", "1m"]
-grace = "100ms"
+grace = "{grace}"
+
+[storage.retention]
+bars = {{ 1s = "forever" }}  # the recording is older than the default week
 
 [[pairs]]
 y = "ETHUSDT"
@@ -66,15 +69,15 @@ adf_refresh = "200ms"
     return path
 
 
-async def run_until_last_bar(config: Path) -> Daemon:
-    """Run the daemon until a snapshot of the last recorded second is out; then stop it."""
+async def run_until_last_bar(config: Path, until: int = LAST_TS) -> Daemon:
+    """Run the daemon until a snapshot of ``until`` (a second) is out; then stop it."""
     settings = load_settings(config)
     daemon = Daemon(settings)
     stop = asyncio.Event()
     done = asyncio.Event()
 
     def on_snapshots(snapshots: Sequence[PairSnapshot]) -> None:
-        if any(s.ts >= LAST_TS for s in snapshots):
+        if any(s.ts >= until for s in snapshots):
             done.set()
 
     task = asyncio.create_task(daemon.run(stop))
@@ -256,3 +259,42 @@ def test_the_stage_counters_reach_health_and_feed_stats(live_run: tuple[Path, Da
     assert counters["pair_snapshots"] == stored  # every snapshot was written, once
     assert counters["errors"] == counters["adf_failures"] == 0
     assert counters["aligned"] * len(WINDOWS) == stored
+
+
+async def test_a_restart_continues_every_metric_exactly_kalman_included(tmp_path: Path) -> None:
+    # First run: a long grace keeps the last recorded second of each symbol open, as a
+    # SIGTERM in the middle of a bar does; stop once everything before it is analysed.
+    options = SimulatorOptions(mode="recorded", files=FILES, speed=None)
+    last_seconds = [int(read_frames_with_json(Path(f))["ts"].max()) // 1000 * 1000 for f in FILES]
+    async with Simulator(options) as sim:
+        config = write_config(tmp_path / "p.toml", tmp_path, sim.url, grace="1h")
+        first = await run_until_last_bar(config, until=min(last_seconds) - 1000)
+    db = first.settings.db_path
+    with sqlite3.connect(db) as conn:
+        left_open = conn.execute(
+            "select symbol, ts from bars where timeframe = '1s' and closed = 0 order by symbol"
+        ).fetchall()
+        saved = conn.execute("select window, ts from kalman_state order by window").fetchall()
+    assert [(s, t) for s, t in left_open] == list(
+        zip(("BTCUSDT", "ETHUSDT"), last_seconds, strict=True)
+    )
+    assert [w for w, _ in saved] == list(WINDOWS)
+    # Second run: the recording is sent again (all duplicates); the bars left open are
+    # closed at start-up and must be analysed then, and the restored Kalman filter must
+    # continue as if the daemon had never stopped.
+    async with Simulator(options) as sim:
+        settings = load_settings(write_config(tmp_path / "p.toml", tmp_path, sim.url))
+        restarted = Daemon(settings)
+        stop = asyncio.Event()
+        task = asyncio.create_task(restarted.run(stop))
+        await asyncio.wait_for(restarted.ready.wait(), 30)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    (spec,) = pair_specs(settings)
+    for window in WINDOWS:
+        rows = stored_rows(db, window)
+        expected = batch(db, spec, window)
+        assert rows["ts"][-1] >= min(last_seconds)
+        np.testing.assert_array_equal(rows["ts"], expected["ts"])
+        for name in (*METRICS, *KALMAN_METRICS, "max_abs_zscore"):
+            assert_close(rows[name], expected[name], name)

@@ -72,6 +72,14 @@ def test_replayed_analytics_equal_the_live_engine_on_the_same_bars(
                 ok = ~np.isnan(expected)
                 np.testing.assert_allclose(got[ok], expected[ok], rtol=1e-9, atol=1e-12)
     assert "analysed: " in stdout
+    # The filter's final state is saved, so a daemon on this file continues it exactly.
+    with sqlite3.connect(db) as conn:
+        states = {s.window: s for s in store_reads.load_kalman_states(conn)}
+    assert sorted(states) == list(WINDOWS)
+    last = [s for s in live if s.window == WINDOWS[0]][-1]
+    for state in states.values():
+        assert state.ts == last.ts
+        assert state.state[:2] == (last.metrics["kalman_beta"], last.metrics["kalman_alpha"])
 
 
 def test_adf_values_are_refreshed_on_the_bar_clock(tmp_path: Path) -> None:
@@ -158,6 +166,7 @@ def test_configured_pairs_with_a_liquidity_filter_flag_thin_bars(tmp_path: Path)
         (("--pair", "ETHUSDT"), "--pair ETHUSDT: "),
         (("--pair", "ETHUSDT/ETHUSDT"), "two different symbols"),
         (("--pair", "ETHUSDT/BTCUSDT", "--window", "2"), "--window: windows are 3"),
+        (("--window", "20"), "--window: no pair to analyse"),
     ],
 )
 def test_bad_pairs_and_windows_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

@@ -77,6 +77,19 @@ class AdfValues:
     """Epoch ms when they were computed (the wall clock, or the bar time in a replay)."""
 
 
+@dataclass(frozen=True, slots=True)
+class KalmanState:
+    """The Kalman filter of one pair series after the bar at ``ts`` (saved for restarts)."""
+
+    y: str
+    x: str
+    timeframe: str
+    window: int
+    ts: int
+    state: tuple[float, ...]
+    """β, α, P00, P01, P11 and the number of bars seen."""
+
+
 @dataclass(slots=True)
 class _Track:
     """One pair × timeframe: pending bars of each leg, bank rows, ADF history."""
@@ -89,6 +102,10 @@ class _Track:
     hist_y: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     hist_count: int = 0
     adf: AdfValues | None = None
+    last_ts: int | None = None
+    """The ts of the last aligned bar the kernels took."""
+    saved_ts: int | None = None
+    """``last_ts`` when the Kalman states were last handed out by ``kalman_states``."""
     aligned: int = 0
     thin: int = 0
     unaligned: int = 0
@@ -212,6 +229,38 @@ class PairEngine:
         """Return the latest Engle–Granger results of a track."""
         return self._tracks[track_id].adf
 
+    def kalman_states(self, *, changed_only: bool = False) -> list[KalmanState]:
+        """Return the filter state of every pair series that took a bar (or a new one)."""
+        out: list[KalmanState] = []
+        for track in self._tracks:
+            if track.last_ts is None or (changed_only and track.saved_ts == track.last_ts):
+                continue
+            track.saved_ts = track.last_ts
+            spec = track.spec
+            out.extend(
+                KalmanState(
+                    spec.y,
+                    spec.x,
+                    spec.timeframe,
+                    bank.window,
+                    track.last_ts,
+                    bank.kalman_state(row),
+                )
+                for bank, row in track.rows
+            )
+        return out
+
+    def restore_kalman(self, state: KalmanState) -> bool:
+        """Restore one series' filter state; return False if no configured series matches."""
+        for track in self._tracks:
+            spec = track.spec
+            if (spec.y, spec.x, spec.timeframe) == (state.y, state.x, state.timeframe):
+                for bank, row in track.rows:
+                    if bank.window == state.window:
+                        bank.set_kalman_state(row, state.state)
+                        return True
+        return False
+
     def _match(self, track: _Track, updates: list[_Update], out: list[PairSnapshot]) -> None:
         ys, xs = track.pending_y, track.pending_x
         while ys and xs:
@@ -234,6 +283,7 @@ class PairEngine:
                     )
                     continue
                 track.aligned += 1
+                track.last_ts = yb.ts
                 updates.append(_Update(track, yb.ts, xb.close, yb.close))
                 self._remember(track, xb.close, yb.close)
 

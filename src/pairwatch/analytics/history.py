@@ -12,6 +12,7 @@ refresh applies to the snapshots after it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -34,9 +35,13 @@ def pair_history(
     x_trades: npt.NDArray[np.int64] | None = None,
     y_trades: npt.NDArray[np.int64] | None = None,
     *,
-    adf: bool = True,
+    adf: bool | Mapping[str, FloatArray] = True,
 ) -> dict[str, npt.NDArray[np.float64] | npt.NDArray[np.bool_]]:
-    """Return ``ts``, ``thin``, ``adf_at`` (NaN: none yet) and every snapshot metric per row."""
+    """Return ``ts``, ``thin``, ``adf_at`` (NaN: none yet) and every snapshot metric per row.
+
+    ``adf``: compute the Engle–Granger columns, skip them (NaN), or take them ready-made
+    from an earlier call for another window of the same pair (they do not depend on it).
+    """
     n = len(ts)
     thin = np.zeros(n, dtype=np.bool_)
     if spec.min_trades > 0 and x_trades is not None and y_trades is not None:
@@ -54,7 +59,10 @@ def pair_history(
     columns.update(
         window_metric_columns(*transformed, columns["hedge_ratio"], columns["intercept"], window)
     )
-    if adf:
+    if isinstance(adf, Mapping):
+        columns.update({name: np.asarray(adf[name])[liquid] for name in ADF_METRICS})
+        adf_at = np.asarray(adf["adf_at"])[liquid]
+    elif adf:
         adf_columns, adf_at = _adf_columns(spec, np.asarray(ts)[liquid], x, y)
         columns.update(adf_columns)
     else:

@@ -102,6 +102,11 @@ class KalmanPair:
         self.log_prices = log_prices
         self._st = np.array([0.0, 0.0, initial_var, 0.0, initial_var, 0.0])
 
+    @property
+    def state(self) -> tuple[float, ...]:
+        """Return the filter state: β, α, P00, P01, P11 and the number of bars seen."""
+        return tuple(self._st.tolist())
+
     def update_many(
         self, x_raw: npt.NDArray[np.float64], y_raw: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.float64]:

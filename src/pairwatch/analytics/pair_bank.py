@@ -82,6 +82,17 @@ class PairBank:
         self._kst[:, 2] = 1.0  # P = I
         self._kst[:, 4] = 1.0
 
+    def kalman_state(self, row: int) -> tuple[float, ...]:
+        """Return the Kalman filter state of one pair: β, α, P00, P01, P11, bars seen."""
+        return tuple(self._kst[row].tolist())
+
+    def set_kalman_state(self, row: int, state: tuple[float, ...]) -> None:
+        """Restore the Kalman filter state of one pair (as ``kalman_state`` returned it)."""
+        values = np.array(state, dtype=np.float64)
+        if values.shape != (6,) or not np.all(np.isfinite(values)):
+            raise ValueError(f"a Kalman state is six finite numbers, got {state!r}")
+        self._kst[row] = values
+
     def update(
         self,
         rows: npt.NDArray[np.int64],

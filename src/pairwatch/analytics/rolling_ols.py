@@ -68,6 +68,8 @@ _N_FLOAT = 36
 # Int state.
 _COUNT, _POS, _SINCE, _NRET, _RPOS, _HAS_PREV = range(6)
 _N_INT = 6
+_NOISE = 64.0 * 2.220446049250313e-16
+"""Relative size of rounding noise in a centred sum of squares (64 ulps)."""
 _CHUNK = 4096  # bars whose logs the batch path takes at a time (they stay in cache)
 
 
@@ -234,7 +236,9 @@ def _metrics(  # type: ignore[no-untyped-def]
     sxy = (win[8] + win[9]) - su * mv
     du = u - mu  # the latest point, centred on the window means
     dv = v - mv
-    if sxx > 0.0:
+    # A centred sum of squares below rounding noise of the raw one is zero: the window is
+    # flat (it cancels to a few ulps, not to exactly 0, when the reference is not its mean).
+    if sxx > _NOISE * (win[4] + win[5]):
         if intercept:
             beta = sxy / sxx
             alpha = (mv + y0) - beta * (mu + x0)
@@ -257,7 +261,7 @@ def _metrics(  # type: ignore[no-untyped-def]
             z = centred / std
         else:  # a perfect fit (or rounding just below zero): no spread to scale by
             std = 0.0
-        if syy > 0.0:
+        if syy > _NOISE * (win[6] + win[7]):
             pcorr = sxy / math.sqrt(sxx * syy)
         if lags:
             half = _half_life(win, lag, u, v, u_old, v_old, window, beta)
@@ -268,7 +272,7 @@ def _metrics(  # type: ignore[no-untyped-def]
         cxx = (ret[4] + ret[5]) - rxs * rxs / m
         cyy = (ret[6] + ret[7]) - rys * rys / m
         cxy = (ret[8] + ret[9]) - rxs * rys / m
-        if cxx > 0.0 and cyy > 0.0:
+        if cxx > _NOISE * (ret[4] + ret[5]) and cyy > _NOISE * (ret[6] + ret[7]):
             corr = cxy / math.sqrt(cxx * cyy)
     return (beta, alpha, spread, std, z, corr, pcorr, half)
 

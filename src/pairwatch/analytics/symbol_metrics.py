@@ -43,9 +43,10 @@ def _zscore(value: float, total: float, squares: float, n: float, ref: float) ->
     """The z-score of ``value`` (relative to ``ref``) from sums of values relative to ``ref``."""
     mean = total / n
     var = (squares - total * mean) / (n - 1.0)
-    # A window whose values differ only by rounding (of numbers near ``ref``) is flat.
+    # A window whose values differ only by rounding is flat: rounding of numbers near
+    # ``ref``, or of the sums themselves (a few ulps of the raw sum of squares).
     noise = _FLAT * ref
-    if not var > noise * noise:
+    if not var > max(noise * noise, _FLAT * squares / (n - 1.0)):
         return math.nan
     return (value - mean) / math.sqrt(var)
 

@@ -70,6 +70,8 @@ class PairSettings(BaseModel):
     def _check(self) -> PairSettings:
         if self.y == self.x:
             raise ValueError(f"a pair needs two different symbols, got {self.y}/{self.x}")
+        if self.adf_refresh < timedelta(milliseconds=100):
+            raise ValueError(f"adf_refresh must be at least 100ms, got {self.adf_refresh}")
         if not self.windows:
             raise ValueError("list at least one window")
         if self.timeframes is not None and (

@@ -11,6 +11,7 @@ results are attached on the loop and ride along on every following snapshot.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import sqlite3
@@ -22,7 +23,14 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from pairwatch.analytics.engine import ADF_METRICS, AdfValues, PairEngine, PairSpec, engle_granger
+from pairwatch.analytics.engine import (
+    ADF_METRICS,
+    AdfValues,
+    KalmanState,
+    PairEngine,
+    PairSpec,
+    engle_granger,
+)
 from pairwatch.config.pairs import PairSettings
 from pairwatch.config.settings import Settings
 from pairwatch.daemon import store_reads
@@ -43,6 +51,7 @@ class SnapshotWriter(Protocol):
 
     def put_pair_snapshots(self, snapshots: Sequence[PairSnapshot]) -> None: ...
     def put_symbol_snapshots(self, snapshots: Sequence[SymbolSnapshot]) -> None: ...
+    def put_kalman_states(self, states: Sequence[KalmanState]) -> None: ...
 
 
 SnapshotListener = Callable[[Sequence[PairSnapshot]], None]
@@ -138,13 +147,16 @@ class AnalyticsStage:
             self.errors += 1
             logger.exception("analytics failed on %d closed bars; they are skipped", len(bars))
             return
-        if symbols:
-            self.symbol_snapshots += len(symbols)
+        try:
             self._writer.put_symbol_snapshots(symbols)
-            self._remember_symbols(symbols)
+            self._writer.put_pair_snapshots(pairs)
+        except Exception:
+            self.errors += 1
+            logger.exception("storing %d snapshots failed", len(pairs) + len(symbols))
+        self.symbol_snapshots += len(symbols)
+        self._remember_symbols(symbols)
         if pairs:
             self.pair_snapshots += len(pairs)
-            self._writer.put_pair_snapshots(pairs)
             self._remember(pairs)
             for listener in self._listeners:
                 try:
@@ -153,17 +165,41 @@ class AnalyticsStage:
                     self.errors += 1
                     logger.exception("a snapshot listener (%r) failed", listener)
 
-    def warm_up(self, bars: Iterable[Bar]) -> int:
+    def warm_up(self, bars: Iterable[Bar], kalman: Iterable[KalmanState] = ()) -> int:
         """Feed stored bars (oldest first per symbol) without storing; return the count.
 
         Their snapshots were stored when they were live; only the newest of each key is
-        kept, in the cache, so the bot and the web page have values right away.
+        kept, in the cache, so the bot and the web page have values right away. The rolling
+        windows are rebuilt from the bars; each Kalman filter is set to its saved state as
+        the bars pass the bar it was saved after, so it continues exactly.
         """
-        bars = list(bars)
-        pairs, symbols = self.engine.on_bars(bars)
-        self._remember(pairs)
-        self._remember_symbols(symbols)
+        bars = sorted(bars, key=lambda b: b.ts)  # stable: each symbol keeps its order
+        pending = sorted(kalman, key=lambda k: k.ts)
+        for _, group in itertools.groupby(bars, key=lambda b: b.ts):
+            chunk = list(group)
+            while pending and pending[0].ts < chunk[0].ts:
+                self._restore(pending.pop(0))
+            pairs, symbols = self.engine.on_bars(chunk)
+            self._remember(pairs)
+            self._remember_symbols(symbols)
+        for state in pending:
+            self._restore(state)
         return len(bars)
+
+    def checkpoint(self) -> None:
+        """Save the Kalman states that took a bar since the last checkpoint."""
+        try:
+            self._writer.put_kalman_states(self.engine.kalman_states(changed_only=True))
+        except Exception:
+            self.errors += 1
+            logger.exception("saving the Kalman filter states failed")
+
+    def _restore(self, state: KalmanState) -> None:
+        if not self.engine.restore_kalman(state):
+            logger.info(
+                "saved Kalman state of %s/%s %s window %d: no such pair configured now",
+                state.y, state.x, state.timeframe, state.window,
+            )  # fmt: skip
 
     def load_history(self, conn: sqlite3.Connection) -> list[Bar]:
         """Return the stored closed bars the engine needs to continue, in time order."""

@@ -2,8 +2,9 @@
 
 Reads both legs' closed bars of every pair × timeframe from SQLite, runs the batch path
 (``analytics.history``) — which equals what the live engine emits on the same bars — and
-upserts one ``analytics`` row per aligned bar and window, and one ``symbol_analytics`` row
-per symbol bar and window. Re-running is idempotent.
+upserts one ``analytics`` row per aligned bar and window, one ``symbol_analytics`` row
+per symbol bar and window, and the Kalman filter's final state (``kalman_state``), so a
+daemon started on the file continues from it. Re-running is idempotent.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from itertools import repeat
 
 import numpy as np
 
-from pairwatch.analytics.engine import SNAPSHOT_METRICS, PairSpec
+from pairwatch.analytics.engine import ADF_METRICS, SNAPSHOT_METRICS, KalmanState, PairSpec
 from pairwatch.analytics.history import pair_history
+from pairwatch.analytics.kalman import KalmanPair
 from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS, symbol_metrics
 from pairwatch.daemon import store_reads
-from pairwatch.daemon.metrics_schema import UPSERT_ANALYTICS, UPSERT_SYMBOL_ANALYTICS
+from pairwatch.daemon.metrics_schema import (
+    UPSERT_ANALYTICS,
+    UPSERT_KALMAN_STATE,
+    UPSERT_SYMBOL_ANALYTICS,
+    kalman_state_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +58,21 @@ def backfill(conn: sqlite3.Connection, specs: Sequence[PairSpec]) -> BackfillSta
         if len(legs["ts"]) == 0:
             logger.warning("%s %s: no aligned bars to analyse", spec.pair, spec.timeframe)
             continue
+        adf: bool | dict[str, np.ndarray] = True
         for window in spec.windows:
             columns = pair_history(
                 spec, window, legs["ts"], legs["x_close"], legs["y_close"],
-                legs["x_trades"], legs["y_trades"],
+                legs["x_trades"], legs["y_trades"], adf=adf,
             )  # fmt: skip
+            adf = {name: columns[name] for name in (*ADF_METRICS, "adf_at")}  # reused
             rows = _pair_rows(spec, window, columns, now)
             with conn:
                 conn.executemany(UPSERT_ANALYTICS, rows)
             stats.pair_rows += len(rows)
+        states = _kalman_states(spec, legs)
+        if states:
+            with conn:
+                conn.executemany(UPSERT_KALMAN_STATE, kalman_state_rows(states, now))
     for (symbol, timeframe), (bar_ms, windows) in _symbol_windows(specs).items():
         bars = np.array(conn.execute(_SYMBOL_BARS, (symbol, timeframe)).fetchall(), dtype=float)
         if len(bars) == 0:
@@ -78,6 +91,26 @@ def backfill(conn: sqlite3.Connection, specs: Sequence[PairSpec]) -> BackfillSta
             stats.symbol_rows += len(rows)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _kalman_states(spec: PairSpec, legs: dict[str, np.ndarray]) -> list[KalmanState]:
+    """Return the filter state after the last liquid bar, for each window's series.
+
+    The filter does not depend on the window, so every series of the pair gets the same
+    state; a daemon started on this file continues from it.
+    """
+    liquid = np.ones(len(legs["ts"]), dtype=bool)
+    if spec.min_trades > 0:
+        liquid = (legs["x_trades"] >= spec.min_trades) & (legs["y_trades"] >= spec.min_trades)
+    if not liquid.any():
+        return []
+    kalman = KalmanPair(delta=spec.delta, obs_var=spec.obs_var, log_prices=spec.log_prices)
+    kalman.update_many(legs["x_close"][liquid], legs["y_close"][liquid])
+    last = int(legs["ts"][liquid][-1])
+    return [
+        KalmanState(spec.y, spec.x, spec.timeframe, window, last, kalman.state)
+        for window in spec.windows
+    ]
 
 
 def _symbol_windows(specs: Sequence[PairSpec]) -> dict[tuple[str, str], tuple[int, set[int]]]:

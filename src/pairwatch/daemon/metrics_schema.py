@@ -3,7 +3,8 @@
 ``analytics`` (pair metrics) and ``symbol_analytics`` (per-symbol metrics) are keyed by
 (series, ts). Their metric columns follow the metrics registered in
 ``pairwatch.analytics``: version 2 of the schema creates those of its release, and the
-store adds a column for any metric registered later (``metric_columns``).
+store adds a column for any metric registered later (``metric_columns``). ``kalman_state``
+keeps the Kalman filter's latest state per pair series, for restarts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from pairwatch.analytics import engine, symbol_metrics
+from pairwatch.analytics.engine import KalmanState
 from pairwatch.daemon.schema import Row
 from pairwatch.errors import StoreError
 from pairwatch.events import PairSnapshot, SymbolSnapshot
@@ -111,4 +113,21 @@ def symbol_snapshot_rows(
             now,
         )
         for s in snapshots
+    ]
+
+
+UPSERT_KALMAN_STATE: Final = (
+    "INSERT INTO kalman_state "
+    "(y, x, timeframe, window, ts, beta, alpha, p00, p01, p11, bars, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (y, x, timeframe, window) DO UPDATE SET ts = excluded.ts, "
+    "beta = excluded.beta, alpha = excluded.alpha, p00 = excluded.p00, p01 = excluded.p01, "
+    "p11 = excluded.p11, bars = excluded.bars, updated_at = excluded.updated_at"
+)
+
+
+def kalman_state_rows(states: Sequence[KalmanState], now: int) -> list[Row]:
+    """Return Kalman filter states as ``UPSERT_KALMAN_STATE`` parameters."""
+    return [
+        (s.y, s.x, s.timeframe, s.window, s.ts, *s.state[:5], int(s.state[5]), now) for s in states
     ]

@@ -42,11 +42,14 @@ def replay_specs(
             problems.extend(f"--pair {text}: {e['msg']}" for e in exc.errors())
     if windows is not None and any(w < 3 or w > 100_000 for w in windows):
         problems.append(f"--window: windows are 3 … 100000 bars, got {list(windows)}")
+    if windows and not chosen and not settings.pairs and not problems:
+        problems.append("--window: no pair to analyse; name one with --pair Y/X")
     if problems:
         raise ConfigError(problems)
     labels = dict(lengths)
     out: list[PairSpec] = []
-    for configured in chosen or settings.pairs:
+    unique = {(p.y, p.x): p for p in chosen or settings.pairs}  # a pair named twice counts once
+    for configured in unique.values():
         pair = configured
         if windows:
             pair = configured.model_copy(update={"windows": tuple(dict.fromkeys(windows))})

@@ -162,7 +162,30 @@ _V2: Final[tuple[str, ...]] = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+_V3: Final[tuple[str, ...]] = (
+    # The Kalman filter's state after the last bar it took, per pair series: the rolling
+    # metrics are rebuilt from stored bars at start-up, but the filter remembers every bar
+    # it ever saw, so it is saved (once a second, at checkpoints) and restored instead.
+    """
+    CREATE TABLE kalman_state (
+        y TEXT NOT NULL,
+        x TEXT NOT NULL,
+        timeframe TEXT NOT NULL,
+        window INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        beta REAL NOT NULL,
+        alpha REAL NOT NULL,
+        p00 REAL NOT NULL,
+        p01 REAL NOT NULL,
+        p11 REAL NOT NULL,
+        bars INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (y, x, timeframe, window)
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 """``MIGRATIONS[n]``: the statements that upgrade ``user_version`` n to n + 1."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -206,6 +229,7 @@ TABLES: Final = (
     "feed_stats",
     "analytics",
     "symbol_analytics",
+    "kalman_state",
 )
 """Every table of the current schema version."""
 

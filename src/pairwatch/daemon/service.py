@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from pairwatch import __version__
 from pairwatch.analytics import engine as pair_engine
+from pairwatch.analytics.engine import KalmanState
 from pairwatch.analytics.resample_kernel import warm_up
 from pairwatch.config.settings import Settings
 from pairwatch.daemon import store, store_reads
@@ -139,7 +140,7 @@ class Daemon:
         specs = pair_specs(settings)
         writer = self.writer = Writer(db_path, batch_max_rows=settings.storage.batch_max_rows)
         analytics = self.analytics = AnalyticsStage(specs, writer) if specs else None
-        last_ids, latest, history = await asyncio.to_thread(
+        last_ids, latest, history, finalized, kalman = await asyncio.to_thread(
             self._load_restart_point,
             label,
             feed.stream,
@@ -148,8 +149,12 @@ class Daemon:
             now - grace,
             analytics,
         )
-        await asyncio.to_thread(self._warm_up, analytics, history)
+        await asyncio.to_thread(self._warm_up, analytics, history, kalman)
         writer.start()
+        if analytics is not None and finalized:
+            # Bars left open at the last stop and closed at this start were never handed on:
+            # their snapshots are computed (and stored) now, after the warm-up's bars.
+            analytics.on_bars(finalized)
         self.health.queue_depths["writer"] = lambda: writer.queue_depth
         pipeline = self.pipeline = Pipeline(
             symbols=feed.symbols,
@@ -202,6 +207,8 @@ class Daemon:
             adf_worker.shutdown(wait=False, cancel_futures=True)
             self._write_feed_stats()  # the final counters of this run
             pipeline.checkpoint()
+            if analytics is not None:
+                analytics.checkpoint()
             await asyncio.to_thread(writer.close, 30.0)
             unwritten = writer.queue_depth + writer.rows_dropped
             logger.info(
@@ -223,34 +230,49 @@ class Daemon:
         timeframes: Sequence[str],
         ended_by: int,
         analytics: AnalyticsStage | None,
-    ) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], Bar], list[Bar]]:
-        """Open and migrate the store, finalise open bars that have ended, read the rest."""
+    ) -> tuple[
+        dict[str, tuple[int, int]], dict[tuple[str, str], Bar], list[Bar], list[Bar],
+        list[KalmanState],
+    ]:  # fmt: skip
+        """Open and migrate the store, finalise open bars that have ended, read the rest.
+
+        Returns the last ids, the newest bar of each symbol × timeframe, the stored closed
+        bars the analytics continue from, those of them closed just now, and the saved
+        Kalman filter states.
+        """
         conn = store.open_store(self.settings.db_path)
         try:
             # Open bars that ended while we were down, of any symbol (even one no longer
             # configured), are final now: nothing will ever add to them.
-            store.finalize_open_bars(conn, ended_by)
+            closed_now = set(store.finalize_open_bars(conn, ended_by))
+            history = [] if analytics is None else analytics.load_history(conn)
             return (
                 store_reads.load_symbol_state(conn, market, stream),
                 store_reads.load_latest_bars(conn, symbols, timeframes),
-                [] if analytics is None else analytics.load_history(conn),
+                [b for b in history if (b.symbol, b.timeframe, b.ts) not in closed_now],
+                [b for b in history if (b.symbol, b.timeframe, b.ts) in closed_now],
+                [] if analytics is None else store_reads.load_kalman_states(conn),
             )
         finally:
             conn.close()
 
     @staticmethod
-    def _warm_up(analytics: AnalyticsStage | None, history: list[Bar]) -> None:
+    def _warm_up(
+        analytics: AnalyticsStage | None, history: list[Bar], kalman: list[KalmanState]
+    ) -> None:
         """Compile (or load) every kernel and continue the analytics from stored bars."""
         started = time.perf_counter()
         warm_up()
         if analytics is None:
             return
         pair_engine.warm_up()
-        count = analytics.warm_up(history)
+        count = analytics.warm_up(history, kalman)
         logger.info(
-            "analytics: %d pair × timeframe tracks, warmed up from %d stored bars in %.2f s",
+            "analytics: %d pair × timeframe tracks, warmed up from %d stored bars and %d saved "
+            "Kalman states in %.2f s",
             len(analytics.engine.specs),
             count,
+            len(kalman),
             time.perf_counter() - started,
         )
 
@@ -284,6 +306,8 @@ class Daemon:
             now = time.monotonic()
             if now >= next_checkpoint:
                 pipeline.checkpoint()
+                if self.analytics is not None:
+                    self.analytics.checkpoint()
                 next_checkpoint = now + checkpoint_every
             if now >= next_stats:
                 self._write_feed_stats()

@@ -162,16 +162,25 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+_ENDED_OPEN_BARS = (
+    "SELECT symbol, timeframe, ts FROM bars WHERE closed = 0 AND timeframe = ? AND ts <= ?"
+)
+_CLOSE_ENDED_BARS = (
+    "UPDATE bars SET closed = 1, updated_at = ? WHERE closed = 0 AND timeframe = ? AND ts <= ?"
+)
+
+
 def finalize_open_bars(
     conn: sqlite3.Connection, before_ts: int, *, now_ms: int | None = None
-) -> int:
+) -> list[tuple[str, str, int]]:
     """Mark open bars (``closed = 0``) that end at or before ``before_ts`` closed.
 
-    Returns how many bars changed. Runs in one transaction on ``conn``; meant for
-    start-up, before the writer takes over (it waits for the write lock otherwise).
+    Returns the (symbol, timeframe, ts) of the bars it closed: they were never handed on
+    as closed bars, so later stages still have to see them. Runs in one transaction on
+    ``conn``; meant for start-up, before the writer takes over.
     """
     updated_at = int(time.time() * 1000) if now_ms is None else now_ms
-    changed = 0
+    closed: list[tuple[str, str, int]] = []
     with transaction(conn):
         frames = [
             row[0] for row in conn.execute("SELECT DISTINCT timeframe FROM bars WHERE closed = 0")
@@ -182,13 +191,10 @@ def finalize_open_bars(
             except ValueError:
                 logger.warning("open bars with unknown timeframe %r left open", timeframe)
                 continue
-            cursor = conn.execute(
-                "UPDATE bars SET closed = 1, updated_at = ? "
-                "WHERE closed = 0 AND timeframe = ? AND ts <= ?",
-                (updated_at, timeframe, before_ts - length),
-            )
-            changed += cursor.rowcount
-    return changed
+            params = (timeframe, before_ts - length)
+            closed.extend(conn.execute(_ENDED_OPEN_BARS, params))
+            conn.execute(_CLOSE_ENDED_BARS, (updated_at, *params))
+    return closed
 
 
 def count_rows(conn: sqlite3.Connection, table: str) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pairwatch.analytics.engine import KalmanState
 from pairwatch.daemon.metrics_schema import ANALYTICS_FLAGS, SERIES_KEYS
 from pairwatch.daemon.schema import BAR_COLUMNS
 from pairwatch.daemon.store import table_columns
@@ -206,3 +207,14 @@ def bar_from_row(row: Sequence[Any]) -> Bar:
         bool(row[12]),
         bool(row[13]),
     )
+
+
+def load_kalman_states(conn: sqlite3.Connection) -> list[KalmanState]:
+    """Return every saved Kalman filter state (``kalman_state``)."""
+    rows = conn.execute(
+        "SELECT y, x, timeframe, window, ts, beta, alpha, p00, p01, p11, bars FROM kalman_state"
+    ).fetchall()
+    return [
+        KalmanState(y, x, tf, w, ts, (*map(float, rest[:5]), float(rest[5])))
+        for y, x, tf, w, ts, *rest in rows
+    ]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from pairwatch.analytics.engine import KalmanState
 from pairwatch.analytics.resample_kernel import BarArrays
 from pairwatch.daemon.feed_rows import FeedStatsRow, SymbolState, bar_array_rows
 from pairwatch.daemon.retention import check_purge
@@ -28,6 +29,7 @@ from pairwatch.daemon.writer_batch import (
     WRITE_BARS,
     WRITE_FEED_STATS,
     WRITE_GAPS,
+    WRITE_KALMAN,
     WRITE_STATES,
     WRITE_TICKS,
     Checkpoint,
@@ -98,6 +100,7 @@ class Writer:
         self.feed_stats_written = 0
         self.analytics_written = 0
         self.symbol_analytics_written = 0
+        self.kalman_states_written = 0
         self.rows_purged = 0
         self.transactions = 0
         self.errors = 0
@@ -180,6 +183,11 @@ class Writer:
         """Queue symbol snapshots to upsert into ``symbol_analytics``."""
         if snapshots:
             self._put(Rows(self._symbols, tuple(snapshots)))
+
+    def put_kalman_states(self, states: Sequence[KalmanState]) -> None:
+        """Queue Kalman filter states to upsert into ``kalman_state`` (one row per series)."""
+        if states:
+            self._put(Rows(WRITE_KALMAN, tuple(states)))
 
     def purge(self, table: str, before_ts: int, timeframe: str | None = None) -> None:
         """Queue a retention delete of rows older than ``before_ts`` (epoch ms)."""

@@ -29,6 +29,8 @@ from pairwatch.daemon.feed_rows import (
     tick_rows,
 )
 from pairwatch.daemon.metrics_schema import (
+    UPSERT_KALMAN_STATE,
+    kalman_state_rows,
     metric_columns,
     pair_snapshot_rows,
     symbol_snapshot_rows,
@@ -55,6 +57,7 @@ WRITE_TICKS = Statement(INSERT_TICKS, "ticks_written", tick_rows)
 WRITE_GAPS = Statement(INSERT_GAPS, "gaps_written", gap_rows)
 WRITE_STATES = Statement(UPSERT_SYMBOL_STATE, "states_written", symbol_state_rows)
 WRITE_FEED_STATS = Statement(UPSERT_FEED_STATS, "feed_stats_written", feed_stats_rows)
+WRITE_KALMAN = Statement(UPSERT_KALMAN_STATE, "kalman_states_written", kalman_state_rows)
 
 
 def metric_statements() -> tuple[Statement, Statement]:

@@ -1,4 +1,4 @@
-"""Schema version 2: a version-1 file migrates, and metric columns follow the registered metrics."""
+"""Schema versions 2 and 3: a version-1 file migrates; metric columns follow the registry."""
 
 from __future__ import annotations
 
@@ -55,15 +55,15 @@ def create_v1_store(path: Path) -> None:
         raw.close()
 
 
-def test_a_version_1_file_migrates_to_version_2_and_keeps_its_bars(tmp_path: Path) -> None:
+def test_a_version_1_file_migrates_to_version_3_and_keeps_its_bars(tmp_path: Path) -> None:
     path = tmp_path / "pairwatch.db"
     create_v1_store(path)
-    with pytest.raises(StoreError, match="schema version 1, older than 2"):
+    with pytest.raises(StoreError, match="schema version 1, older than 3"):
         open_store(path, readonly=True)
 
     conn = open_store(path)
     try:
-        assert schema_version(conn) == 2
+        assert schema_version(conn) == 3
         assert [(b.ts, b.close) for b in read_bars(conn, "BTCUSDT", "1m")] == [
             (T0, 100.0),
             (T0 + 60_000, 101.0),
@@ -72,11 +72,15 @@ def test_a_version_1_file_migrates_to_version_2_and_keeps_its_bars(tmp_path: Pat
         assert table_columns(conn, "symbol_analytics") == SYMBOL_COLUMNS_V2
         assert count_rows(conn, "analytics") == 0
         assert count_rows(conn, "symbol_analytics") == 0
+        assert table_columns(conn, "kalman_state") == [
+            *("y", "x", "timeframe", "window", "ts", "beta", "alpha"),
+            *("p00", "p01", "p11", "bars", "updated_at"),
+        ]
     finally:
         conn.close()
     reader = open_store(path, readonly=True)
     try:
-        assert schema_version(reader) == 2
+        assert schema_version(reader) == 3
     finally:
         reader.close()
 
@@ -135,7 +139,7 @@ async def test_a_newly_registered_metric_becomes_a_column_and_is_written(
     try:
         assert table_columns(conn, "analytics") == [*PAIR_COLUMNS_V2, "hurst"]
         assert table_columns(conn, "symbol_analytics") == [*SYMBOL_COLUMNS_V2, "skew"]
-        assert schema_version(conn) == 2
+        assert schema_version(conn) == 3
         assert add_metric_columns(conn) == []  # idempotent
     finally:
         conn.close()
@@ -174,7 +178,7 @@ def test_a_version_1_file_gets_new_metric_columns_after_its_migration(
 
     conn = open_store(path)
     try:
-        assert schema_version(conn) == 2
+        assert schema_version(conn) == 3
         assert table_columns(conn, "analytics") == [*PAIR_COLUMNS_V2, "hurst"]
         assert count_rows(conn, "bars") == 2
     finally:

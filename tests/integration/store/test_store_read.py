@@ -114,7 +114,7 @@ def test_finalize_open_bars_closes_only_bars_that_have_ended(conn: sqlite3.Conne
 
     changed = finalize_open_bars(conn, T0 + 60_000, now_ms=123)
 
-    assert changed == 2
+    assert sorted(changed) == [("BTCUSDT", "1m", T0), ("BTCUSDT", "5m", T0 - 240_000)]
     rows = conn.execute(
         "SELECT symbol, timeframe, ts, closed, updated_at FROM bars ORDER BY symbol, timeframe, ts"
     ).fetchall()
@@ -124,7 +124,7 @@ def test_finalize_open_bars_closes_only_bars_that_have_ended(conn: sqlite3.Conne
         ("BTCUSDT", "5m", T0 - 240_000, 1, 123),
         ("ETHUSDT", "1m", T0, 1, 0),
     ]
-    assert finalize_open_bars(conn, T0 + 60_000) == 0
+    assert finalize_open_bars(conn, T0 + 60_000) == []
 
 
 def test_latest_bar_round_trips_through_the_bar_event(conn: sqlite3.Connection) -> None:

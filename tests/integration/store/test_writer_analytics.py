@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pairwatch.analytics.engine import SNAPSHOT_METRICS, PairEngine, PairSpec
+from pairwatch.analytics.engine import SNAPSHOT_METRICS, KalmanState, PairEngine, PairSpec
 from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS
 from pairwatch.daemon import metrics_schema, retention, schema
 from pairwatch.daemon.store import open_store
-from pairwatch.daemon.store_reads import load_pair_analytics, load_symbol_analytics
+from pairwatch.daemon.store_reads import (
+    load_kalman_states,
+    load_pair_analytics,
+    load_symbol_analytics,
+)
 from pairwatch.daemon.writer import Writer
 from pairwatch.events import Bar, PairSnapshot, SymbolSnapshot
 
@@ -333,5 +337,28 @@ def test_the_exported_upserts_take_the_snapshot_row_layout(tmp_path: Path) -> No
         assert conn.execute("SELECT vwap, log_return FROM symbol_analytics").fetchall() == [
             (3.0, None)
         ]
+    finally:
+        conn.close()
+
+
+def test_kalman_states_round_trip_one_row_per_series(tmp_path: Path) -> None:
+    db = tmp_path / "k.sqlite3"
+    open_store(db).close()
+    writer = Writer(db)
+    writer.start()
+    first = KalmanState(
+        "ETHUSDT", "BTCUSDT", "1m", 100, 60_000, (0.7, 0.1, 1e-4, -2e-5, 3e-4, 42.0)
+    )
+    later = KalmanState(
+        "ETHUSDT", "BTCUSDT", "1m", 100, 120_000, (0.71, 0.09, 1e-4, 0.0, 3e-4, 43.0)
+    )
+    other = KalmanState("ETHUSDT", "BTCUSDT", "1m", 30, 120_000, (0.5, 0.2, 1.0, 0.0, 1.0, 1.0))
+    writer.put_kalman_states([first, other])
+    writer.put_kalman_states([later])
+    writer.close()
+    assert writer.kalman_states_written == 3
+    conn = open_store(db, readonly=True)
+    try:
+        assert sorted(load_kalman_states(conn), key=lambda k: k.window) == [other, later]
     finally:
         conn.close()

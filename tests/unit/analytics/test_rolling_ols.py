@@ -70,6 +70,12 @@ def test_a_million_updates_stay_within_1e9_of_exact_on_log_prices() -> None:
     assert_close_to_exact(got, exact(np.log(x), np.log(y), 100, True), 100)
 
 
+def test_a_million_updates_stay_within_1e9_of_exact_on_raw_prices() -> None:
+    x, y = btc_eth(1_000_000, seed=3)
+    got = rolling_pair_metrics(x, y, 100, log_prices=False)
+    assert_close_to_exact(got, exact(x, y, 100, True), 100)
+
+
 @pytest.mark.parametrize(
     ("log_prices", "intercept"), [(False, True), (False, False), (True, False)]
 )
@@ -227,3 +233,21 @@ def test_a_long_batch_equals_the_same_bars_fed_in_uneven_pieces(log_prices: bool
     live = np.vstack(pieces)
     for k, name in enumerate(METRICS):
         np.testing.assert_array_equal(live[:, k], batch[name], err_msg=name)
+
+
+def test_a_window_gone_flat_after_moving_gives_nan_not_a_fit_to_rounding_noise() -> None:
+    # Regression: with the reference point set by earlier, moving prices, the centred sum
+    # of squares of a now-constant window cancels to a few ulps rather than to 0, and once
+    # gave β = 0 with a finite z-score. Random windows, both transforms, with and without
+    # an intercept.
+    rng = np.random.default_rng(2)
+    for k in range(300):
+        window = int(rng.integers(3, 30))
+        before = int(rng.integers(1, 5 * window))
+        flat = round(float(rng.uniform(0.001, 70_000)), int(rng.integers(0, 8)))
+        x = np.r_[flat * np.exp(np.cumsum(rng.normal(0, 0.01, before))), np.full(window + 2, flat)]
+        y = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, before + window + 2)))
+        m = rolling_pair_metrics(x, y, window, log_prices=bool(k % 2), intercept=bool(k % 3))
+        for name in ("hedge_ratio", "intercept", "spread", "spread_std", "zscore"):
+            assert np.isnan(m[name][-1]), (name, window, before, flat)
+        assert np.isnan(m["price_correlation"][-1])

@@ -136,3 +136,19 @@ def test_a_bank_refuses_rows_and_bars_it_cannot_trust() -> None:
         bank.update(np.array([0, 1]), one, one, one, one)
     with pytest.raises(ValueError, match="volume must be finite"):
         bank.update(np.array([0]), one, [-1.0], one, one)
+
+
+def test_a_constant_window_after_other_values_gives_nan_z_scores() -> None:
+    # Regression: the flatness test was relative to the reference value only, so a
+    # constant window measured against a reference of 0 (or far off) gave ~1e-8, not NaN.
+    rng = np.random.default_rng(1)
+    window = 10
+    for k in range(300):
+        first = rng.uniform(0, 10) if k % 2 else 0.0
+        value = round(float(rng.uniform(0.01, 100)), int(rng.integers(1, 6)))
+        volume = np.r_[first, np.full(window + 3, value)]
+        close = np.linspace(100, 101, window + 4)
+        trades = np.r_[0.0, np.full(window + 3, 3.0)]
+        out = symbol_metrics(close, volume, volume * close, trades, window=window, bar_ms=1000)
+        assert np.isnan(out["volume_zscore"][-1]), (first, value)
+        assert np.isnan(out["trades_zscore"][-1])

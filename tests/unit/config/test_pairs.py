@@ -84,6 +84,11 @@ def test_bad_pairs_are_refused_with_a_reason(tmp_path: Path, text: str, message:
         ('pairs = [{y = "ETHUSDT", x = "BTCUSDT", windows = [2]}]', "greater than or equal to 3"),
         ('pairs = [{y = "ETHUSDT", x = "BTCUSDT", timeframes = ["1m", "1m"]}]', "listed once"),
         ('pairs = [{y = "ETHUSDT", x = "BTCUSDT", kalman = {delta = inf}}]', "finite number"),
+        ('pairs = [{y = "ETHUSDT", x = "BTCUSDT", adf_refresh = "50ms"}]', "at least 100ms"),
+        (
+            'pairs = [{y = "ETHUSDT", x = "BTCUSDT", adf_lookback = 49}]',
+            "greater than or equal to 50",
+        ),
     ],
 )
 def test_more_bad_pair_settings(tmp_path: Path, text: str, message: str) -> None:

@@ -10,7 +10,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from pairwatch.analytics.engine import ADF_METRICS, PairSpec, engle_granger
+from pairwatch.analytics.engine import ADF_METRICS, KalmanState, PairSpec, engle_granger
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.analytics import AnalyticsStage, adf_schedule, pair_specs
 from pairwatch.events import Bar, PairSnapshot, SymbolSnapshot
@@ -22,12 +22,16 @@ class Recorder:
     def __init__(self) -> None:
         self.pairs: list[PairSnapshot] = []
         self.symbols: list[SymbolSnapshot] = []
+        self.kalman: list[KalmanState] = []
 
     def put_pair_snapshots(self, snapshots: Sequence[PairSnapshot]) -> None:
         self.pairs.extend(snapshots)
 
     def put_symbol_snapshots(self, snapshots: Sequence[SymbolSnapshot]) -> None:
         self.symbols.extend(snapshots)
+
+    def put_kalman_states(self, states: Sequence[KalmanState]) -> None:
+        self.kalman.extend(states)
 
 
 def bars(n: int, *, flat_y: bool = False, trades: int = 5, start: int = 0) -> list[Bar]:
@@ -141,3 +145,30 @@ def test_pairs_expand_to_every_timeframe_and_group_by_refresh_interval() -> None
 def test_a_spec_with_repeated_windows_is_refused() -> None:
     with pytest.raises(ValueError, match="windows must be unique"):
         AnalyticsStage([PairSpec("A1", "B1", "1m", 60_000, (5, 5))], Recorder())
+
+
+def test_saved_kalman_states_make_a_restart_continue_exactly() -> None:
+    history = bars(80)
+    before = Recorder()
+    running = AnalyticsStage([spec()], before)
+    running.on_bars(history)
+    running.checkpoint()
+    assert [(k.window, k.ts) for k in before.kalman] == [(10, 79 * 60_000), (30, 79 * 60_000)]
+    running.checkpoint()  # nothing new since: nothing written
+    assert len(before.kalman) == 2
+    # A restart sees the last 40 bars of each leg, with or without the saved states.
+    warm, cold = Recorder(), Recorder()
+    restarted = AnalyticsStage([spec()], warm)
+    restarted.warm_up(history[-80:], before.kalman)
+    forgetful = AnalyticsStage([spec()], cold)
+    forgetful.warm_up(history[-80:])
+    following = bars(5, start=80)
+    before.pairs.clear()
+    for stage in (running, restarted, forgetful):
+        stage.on_bars(following)
+    kalman = ("kalman_beta", "kalman_alpha", "kalman_spread", "kalman_zscore")
+    for a, b, c in zip(before.pairs, warm.pairs, cold.pairs, strict=True):
+        assert [a.metrics[k] for k in kalman] == [b.metrics[k] for k in kalman]
+        assert c.metrics["kalman_beta"] != a.metrics["kalman_beta"]
+        for stage_snapshot in (b, c):  # the rolling metrics come back from the bars alone
+            assert math.isclose(stage_snapshot.metrics["zscore"], a.metrics["zscore"], rel_tol=1e-9)
