@@ -1,4 +1,4 @@
-"""Command line: ``pairwatch run | demo | simulate | replay``.
+"""Command line: ``pairwatch run | demo | simulate | replay | rules check``.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 """
@@ -81,6 +81,20 @@ def _parser() -> argparse.ArgumentParser:
         help="rolling window in bars, repeatable; replaces every pair's windows",
     )
     _common_args(replay)
+
+    rules = verbs.add_parser("rules", help="work with alert rules files")
+    rule_verbs = rules.add_subparsers(dest="rules_verb", required=True, metavar="VERB")
+    check = rule_verbs.add_parser(
+        "check",
+        help="validate a rules file (against the settings' pairs and symbols); exit 0 or 2",
+    )
+    check.add_argument("file", type=Path, metavar="FILE")
+    check.add_argument(
+        "--no-settings",
+        action="store_true",
+        help="check the file alone, not against the configured pairs, symbols and timeframes",
+    )
+    _common_args(check)
     return parser
 
 
@@ -159,6 +173,21 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from pairwatch.config.load import load_settings
+    from pairwatch.config.rules_load import load_rules
+
+    settings = None if args.no_settings else load_settings(args.config)
+    rules = load_rules(args.file, settings).rules
+    pairs = sum(r.kind == "pair" for r in rules)
+    against = "" if settings is None else ", checked against the settings"
+    print(
+        f"{args.file}: {len(rules)} rules ok ({pairs} on pairs, {len(rules) - pairs} on "
+        f"symbols{against})"
+    )
+    return EXIT_OK
+
+
 def _until_signalled(start: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
     """Run a coroutine on a new loop; SIGTERM and SIGINT set its ``stop`` event."""
 
@@ -186,6 +215,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _demo,
     "simulate": _simulate,
     "replay": _replay,
+    "rules": _rules,
 }
 
 if __name__ == "__main__":

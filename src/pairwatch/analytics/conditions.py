@@ -1,0 +1,131 @@
+"""Alert conditions: a tiny, safe grammar over metric values, and its three-valued truth.
+
+A comparison is written ``metric OP number`` or ``abs(metric) OP number``, with OP one of
+``> >= < <= == !=`` or ``crosses_above`` / ``crosses_below`` (true on the bar where the value
+moves from below the number to at or above it, or the reverse). Compositions are
+``all:`` / ``any:`` lists of conditions. Nothing is evaluated as code: the text is matched
+against one regular expression.
+
+Truth has three values: True, False, and None for *no data* — a metric that is missing or
+NaN (warming up, a flat window), or, for a crossing, no previous value. ``all`` is False
+if any part is False, else None if any part has no data; ``any`` is True if any part is
+True, else None if any part has no data.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+CROSSINGS = ("crosses_above", "crosses_below")
+OPERATORS = (*COMPARE, *CROSSINGS)
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_PATTERN = re.compile(
+    rf"""^\s*(?:abs\(\s*(?P<abs>[a-z][a-z0-9_]*)\s*\)|(?P<metric>[a-z][a-z0-9_]*))
+    \s*(?P<op>>=|<=|==|!=|>|<|crosses_above|crosses_below)
+    \s*(?P<threshold>{_NUMBER})\s*$""",
+    re.VERBOSE,
+)
+
+Values = Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """``[abs(]metric[)] op threshold``."""
+
+    metric: str
+    op: str
+    threshold: float
+    absolute: bool = False
+
+    def __str__(self) -> str:
+        name = f"abs({self.metric})" if self.absolute else self.metric
+        return f"{name} {self.op} {self.threshold:g}"
+
+    def value(self, values: Values) -> float:
+        """Return the compared value (NaN when missing)."""
+        v = values.get(self.metric, math.nan)
+        v = math.nan if v is None else float(v)
+        return abs(v) if self.absolute else v
+
+    def holds(self, values: Values, previous: Values | None = None) -> bool | None:
+        """Return whether it holds on ``values`` (``previous``: the bar before, for crossings)."""
+        now = self.value(values)
+        if math.isnan(now):
+            return None
+        if self.op in COMPARE:
+            return COMPARE[self.op](now, self.threshold)
+        before = math.nan if previous is None else self.value(previous)
+        if math.isnan(before):
+            return None
+        if self.op == "crosses_above":
+            return before < self.threshold <= now
+        return before > self.threshold >= now
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """Every part holds."""
+
+    parts: tuple[Condition, ...]
+
+    def holds(self, values: Values, previous: Values | None = None) -> bool | None:
+        """Return False if a part is False, None if a part has no data, else True."""
+        results = [p.holds(values, previous) for p in self.parts]
+        if any(r is False for r in results):
+            return False
+        return None if any(r is None for r in results) else True
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """At least one part holds."""
+
+    parts: tuple[Condition, ...]
+
+    def holds(self, values: Values, previous: Values | None = None) -> bool | None:
+        """Return True if a part is True, None if a part has no data, else False."""
+        results = [p.holds(values, previous) for p in self.parts]
+        if any(r is True for r in results):
+            return True
+        return None if any(r is None for r in results) else False
+
+
+Condition = Comparison | AllOf | AnyOf
+
+
+def parse_comparison(text: str) -> Comparison:
+    """Parse ``[abs(]metric[)] op number``; raise ``ValueError`` saying what is wrong."""
+    match = _PATTERN.match(text)
+    if match is None:
+        raise ValueError(
+            f"cannot read {text!r}: write METRIC OP NUMBER or abs(METRIC) OP NUMBER, "
+            f"OP one of {' '.join(OPERATORS)}, e.g. 'abs(zscore) >= 2'"
+        )
+    threshold = float(match["threshold"])
+    if not math.isfinite(threshold):
+        raise ValueError(f"the number in {text!r} must be finite")
+    metric = match["abs"] or match["metric"]
+    return Comparison(metric, match["op"], threshold, absolute=match["abs"] is not None)
+
+
+def comparisons(condition: Condition) -> Iterator[Comparison]:
+    """Yield every comparison inside ``condition``."""
+    if isinstance(condition, Comparison):
+        yield condition
+    else:
+        for part in condition.parts:
+            yield from comparisons(part)

@@ -1,0 +1,235 @@
+"""Read a rules file: safe YAML, strict schema, every problem as ``file:line:column: where: what``.
+
+YAML is parsed once into nodes (which know their line and column) and once into plain
+data (safe constructors only: no tags, no objects). Validation errors name the rule and key
+and point at the line of the offending value, so an editor can jump straight to it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pairwatch.config.rules import DEFAULTABLE, Rule, RulesFile
+from pairwatch.config.settings import Settings
+from pairwatch.errors import ConfigError
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+Path_ = tuple[str | int, ...]
+Marks = dict[Path_, tuple[int, int]]
+
+
+def load_rules(path: Path, settings: Settings | None = None) -> RulesFile:
+    """Return the rules of ``path``, checked against ``settings`` when given.
+
+    Raises ``ConfigError`` with one ``file:line:column: where: what`` line per problem.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the rules file: {exc.strerror or exc}"]) from None
+    data, marks = _parse(path, text)
+    problems: list[str] = []
+    data = _apply_defaults(path, data, marks, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        rules = RulesFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc, data, marks)) from None
+    if settings is not None:
+        problems = check_against(rules, settings, path, marks)
+        if problems:
+            raise ConfigError(problems)
+    return rules
+
+
+def check_against(
+    rules: RulesFile, settings: Settings, path: Path, marks: Marks | None = None
+) -> list[str]:
+    """Return a problem per rule target, timeframe or window the settings do not analyse."""
+    marks = marks or {}
+    problems: list[str] = []
+    pairs = {p.name: p for p in settings.pairs}
+    all_timeframes = [t for t, _ in settings.bars.timeframe_lengths]
+    for i, rule in enumerate(rules.rules):
+
+        def problem(key: str, what: str, i: int = i, rule: Rule = rule) -> None:
+            problems.append(f"{_at(path, marks, ('rules', i, key))}: {rule.name}: {key}: {what}")
+
+        if rule.pair is not None:
+            chosen = _match(rule.pair, list(pairs), "pair", problem)
+            for name in chosen:
+                pair = pairs[name]
+                timeframes = pair.timeframes or all_timeframes
+                if rule.timeframe is not None and rule.timeframe not in timeframes:
+                    problem("timeframe", f"{name} is analysed on {', '.join(timeframes)} only")
+                if rule.window is not None and rule.window not in pair.windows:
+                    windows = ", ".join(map(str, pair.windows))
+                    problem("window", f"{name} is analysed with windows {windows} only")
+        else:
+            assert rule.symbol is not None
+            chosen = _match(rule.symbol, list(settings.feed.symbols), "symbol", problem)
+            if rule.timeframe is not None and rule.timeframe not in all_timeframes:
+                problem("timeframe", f"not among bars.timeframes ({', '.join(all_timeframes)})")
+            if rule.window is not None:
+                symbol_windows = {
+                    w for p in settings.pairs if not set(chosen).isdisjoint((p.y, p.x))
+                    for w in p.windows
+                }  # fmt: skip
+                if rule.window not in symbol_windows:
+                    listed = ", ".join(map(str, sorted(symbol_windows)))
+                    problem(
+                        "window",
+                        "symbol metrics exist for the windows of the pairs the symbol is in: "
+                        + (listed or "none (it is in no pair)"),
+                    )
+    return problems
+
+
+def _match(patterns: Sequence[str], names: list[str], kind: str, problem: Any) -> list[str]:
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern.upper())]
+        if not hits:
+            known = ", ".join(names) or f"none: configure {kind}s in the settings"
+            problem(kind, f"{pattern!r} matches no configured {kind} (configured: {known})")
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+def _parse(path: Path, text: str) -> tuple[Any, Marks]:
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 -- a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: not valid YAML: {reason}"]) from None
+    if node is None:
+        return {}, {}
+    marks: Marks = {}
+    problems: list[str] = []
+    _walk(path, node, (), marks, problems)
+    if problems:
+        raise ConfigError(problems)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{_at(path, marks, ())}: expected a mapping with 'rules:'"])
+    return data, marks
+
+
+def _walk(path: Path, node: yaml.Node, at: Path_, marks: Marks, problems: list[str]) -> None:
+    marks[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                problems.append(f"{path}:{line}:{col}: {_dotted((*at, key))}: key given twice")
+            seen.add(key)
+            _walk(path, value_node, (*at, key), marks, problems)
+            # A key's own position is more useful than its value's for "unknown key".
+            marks[(*at, key, "<key>")] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(path, item, (*at, i), marks, problems)
+
+
+def _apply_defaults(path: Path, data: Any, marks: Marks, problems: list[str]) -> Any:
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        problems.append(f"{_at(path, marks, ('defaults',))}: defaults: expected a mapping")
+        return data
+    allowed = ", ".join(sorted(DEFAULTABLE))
+    problems.extend(
+        f"{_at(path, marks, ('defaults', key, '<key>'))}: defaults: {key!r} cannot have a "
+        f"default (these can: {allowed})"
+        for key in defaults
+        if key not in DEFAULTABLE
+    )
+    rules = data.get("rules")
+    if not defaults or not isinstance(rules, list):
+        return data
+    merged = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            merged.append(rule)
+            continue
+        for key in defaults:
+            if key not in rule:  # a defaulted value is located in the defaults section
+                marks[("rules", i, key)] = marks.get(("defaults", key), (1, 1))
+        merged.append({**defaults, **rule})
+    return {**data, "rules": merged}
+
+
+def _describe(path: Path, exc: ValidationError, data: Any, marks: Marks) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        loc: Path_ = tuple(error["loc"])
+        name = _rule_name(data, loc)
+        where = _dotted(loc) or "file"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key{_hint(loc, data)}"
+            anchor = (*loc, "<key>")
+        else:
+            anchor = loc
+        prefix = f"{name}: " if name else ""
+        lines.append(f"{_at(path, marks, anchor)}: {prefix}{where}: {message}")
+    return lines
+
+
+def _hint(loc: Path_, data: Any) -> str:
+    import difflib
+
+    from pairwatch.config.rules import Rule
+
+    key = str(loc[-1])
+    if len(loc) == 3 and loc[0] == "rules":
+        keys = [*Rule.model_fields, "for"]
+        close = difflib.get_close_matches(key, keys, n=1)
+        if close:
+            return f"; did you mean {close[0]!r}?"
+        return f"; a rule takes: {', '.join(sorted(k for k in keys if k != 'for_'))}"
+    return ""
+
+
+def _rule_name(data: Any, loc: Path_) -> str | None:
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        rules = data.get("rules") if isinstance(data, Mapping) else None
+        if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
+            name = rules[loc[1]].get("name")
+            return str(name) if name is not None else f"rule {loc[1] + 1}"
+    return None
+
+
+def _at(path: Path, marks: Marks, loc: Path_) -> str:
+    """Return ``file:line:column`` of ``loc`` or of its nearest located parent."""
+    for end in range(len(loc), -1, -1):
+        found = marks.get(loc[:end])
+        if found is not None:
+            return f"{path}:{found[0]}:{found[1]}"
+    return str(path)
+
+
+def _dotted(loc: Path_) -> str:
+    out = ""
+    for part in loc:
+        if part == "<key>":
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + ("for" if part == "for_" else str(part))
+    return out
