@@ -94,3 +94,31 @@ class SymbolSnapshot(msgspec.Struct, frozen=True):
     window: int
     ts: int
     metrics: dict[str, float]
+
+
+class AlertEvent(msgspec.Struct, frozen=True):
+    """One transition of one alert rule × target, with the values that caused it."""
+
+    rule: str
+    target: str
+    """The pair (``ETHUSDT/BTCUSDT``) or symbol."""
+    timeframe: str | None
+    window: int | None
+    kind: str
+    """``pending``, ``firing``, ``repeat``, ``resolved``, ``no_data`` or ``data``."""
+    at: int
+    """Close time of the bar that caused it, epoch ms."""
+    severity: str
+    metric: str
+    value: float
+    threshold: float
+    message: str
+    values: dict[str, float]
+    labels: dict[str, str]
+    notify: bool
+    """Whether it is a notification to deliver (per the rule's routes)."""
+
+    @property
+    def key(self) -> str:
+        """Return the idempotency key receivers can dedupe on."""
+        return f"{self.rule}|{self.target}|{self.timeframe}|{self.window}|{self.kind}|{self.at}"

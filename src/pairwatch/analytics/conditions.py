@@ -18,7 +18,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -50,6 +50,12 @@ class Comparison:
     op: str
     threshold: float
     absolute: bool = False
+    _test: Callable[[float, float], bool] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_test", COMPARE.get(self.op))  # None for a crossing
 
     def __str__(self) -> str:
         name = f"abs({self.metric})" if self.absolute else self.metric
@@ -63,11 +69,14 @@ class Comparison:
 
     def holds(self, values: Values, previous: Values | None = None) -> bool | None:
         """Return whether it holds on ``values`` (``previous``: the bar before, for crossings)."""
-        now = self.value(values)
-        if math.isnan(now):
+        now = values.get(self.metric)
+        if now is None or now != now:  # noqa: PLR0124 -- missing, or NaN: no data
             return None
-        if self.op in COMPARE:
-            return COMPARE[self.op](now, self.threshold)
+        if self.absolute:
+            now = abs(now)
+        test = self._test
+        if test is not None:
+            return test(now, self.threshold)
         before = math.nan if previous is None else self.value(previous)
         if math.isnan(before):
             return None

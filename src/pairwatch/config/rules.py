@@ -23,6 +23,7 @@ import math
 import re
 import string
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -36,6 +37,7 @@ from pydantic import (
 )
 
 from pairwatch.analytics.conditions import (
+    CROSSINGS,
     AllOf,
     AnyOf,
     Comparison,
@@ -234,6 +236,16 @@ class Rule(BaseModel):
     def kind(self) -> Literal["pair", "symbol"]:
         """Return what the rule targets."""
         return "pair" if self.pair is not None else "symbol"
+
+    @cached_property
+    def uses_previous(self) -> bool:
+        """Return whether a condition compares with the bar before (a crossing)."""
+        return any(c.op in CROSSINGS for c in self._comparisons())
+
+    @cached_property
+    def primary(self) -> Comparison:
+        """Return the comparison ``{metric}``, ``{value}`` and ``{threshold}`` describe."""
+        return next(comparisons(self.when))
 
     def _comparisons(self) -> list[Comparison]:
         found = list(comparisons(self.when))

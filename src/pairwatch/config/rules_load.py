@@ -105,14 +105,17 @@ def _match(patterns: Sequence[str], names: list[str], kind: str, problem: Any) -
 
 
 def _parse(path: Path, text: str) -> tuple[Any, Marks]:
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 -- a safe loader
+    loader = _Loader(text)
+    try:  # one parse: the nodes (with their marks), then plain data from them
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: not valid YAML: {reason}"]) from None
+    finally:
+        loader.dispose()
     if node is None:
         return {}, {}
     marks: Marks = {}

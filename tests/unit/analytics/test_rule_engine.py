@@ -1,0 +1,108 @@
+"""The rule engine: targets, indexing, events and their messages."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pairwatch.analytics.rule_engine import RuleEngine, expand
+from pairwatch.config.rules import Rule
+from pairwatch.events import PairSnapshot, SymbolSnapshot
+
+PAIRS = ["ETHUSDT/BTCUSDT", "SOLUSDT/BTCUSDT", "ETHUSDT/SOLUSDT"]
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+MIN = 60_000
+
+
+def rule(**kw: Any) -> Rule:
+    base: dict[str, Any] = {
+        "name": "z",
+        "pair": "ETHUSDT/BTCUSDT",
+        "timeframe": "1m",
+        "window": 30,
+        "when": "abs(zscore) >= 2",
+    }
+    return Rule.model_validate(base | kw)
+
+
+def snap(pair: str, z: float, t: int = 0, **kw: Any) -> PairSnapshot:
+    y, x = pair.split("/")
+    metrics = {"zscore": z, "hedge_ratio": 0.0531, **kw.pop("metrics", {})}
+    return PairSnapshot(y, x, kw.pop("timeframe", "1m"), kw.pop("window", 30), t, metrics, **kw)
+
+
+def test_globs_and_lists_expand_over_the_configured_names_in_order() -> None:
+    assert expand(["*/BTCUSDT"], PAIRS) == ["ETHUSDT/BTCUSDT", "SOLUSDT/BTCUSDT"]
+    assert expand(["ethusdt/*", "SOLUSDT/BTCUSDT"], PAIRS) == PAIRS
+    assert expand(["XRPUSDT/*"], PAIRS) == []
+
+
+def test_a_rule_sees_only_its_targets_timeframe_and_window() -> None:
+    engine = RuleEngine([rule(pair="*/BTCUSDT")], pairs=PAIRS, symbols=SYMBOLS)
+    assert sorted(t for _, t in engine.targets()) == ["ETHUSDT/BTCUSDT", "SOLUSDT/BTCUSDT"]
+    events = engine.on_pair_snapshots(
+        [
+            snap("ETHUSDT/BTCUSDT", 2.5),
+            snap("SOLUSDT/BTCUSDT", 2.5, timeframe="5m"),  # other timeframe
+            snap("SOLUSDT/BTCUSDT", 2.5, window=100),  # other window
+            snap("ETHUSDT/SOLUSDT", 2.5),  # not a target
+            snap("SOLUSDT/BTCUSDT", 2.5, thin=True, metrics={}),  # thin: skipped
+        ]
+    )
+    assert [(e.target, e.kind) for e in events] == [("ETHUSDT/BTCUSDT", "firing")]
+
+
+def test_an_event_carries_values_message_and_a_stable_key() -> None:
+    r = rule(
+        message="{pair} {timeframe} z = {zscore:+.2f} ≥ {threshold}, β {hedge_ratio:.4f} ({state})",
+        labels={"desk": "crypto"},
+        severity="critical",
+    )
+    engine = RuleEngine([r], pairs=PAIRS, symbols=SYMBOLS)
+    (event,) = engine.on_pair_snapshots([snap("ETHUSDT/BTCUSDT", 2.41, t=5 * MIN)])
+    assert event.message == "ETHUSDT/BTCUSDT 1m z = +2.41 ≥ 2.0, β 0.0531 (firing)"
+    assert (event.at, event.value, event.threshold, event.metric) == (6 * MIN, 2.41, 2.0, "zscore")
+    assert (event.severity, event.labels, event.notify) == ("critical", {"desk": "crypto"}, True)
+    assert event.values == {"zscore": 2.41, "hedge_ratio": 0.0531}
+    assert event.key == f"z|ETHUSDT/BTCUSDT|1m|30|firing|{6 * MIN}"
+
+
+def test_missing_metrics_render_as_nan_not_an_error() -> None:
+    r = rule(message="{pair}: corr {correlation:.2f}, z {zscore:.1f}")
+    engine = RuleEngine([r], pairs=PAIRS, symbols=SYMBOLS)
+    (event,) = engine.on_pair_snapshots([snap("ETHUSDT/BTCUSDT", 3.0)])
+    assert event.message == "ETHUSDT/BTCUSDT: corr nan, z 3.0"
+
+
+def test_which_transitions_are_notifications() -> None:
+    r = rule(**{"for": "2 bars"}, notify_resolved=False)
+    engine = RuleEngine([r], pairs=PAIRS, symbols=SYMBOLS)
+    kinds = []
+    for t, z in enumerate([2.5, 2.5, 0.0]):
+        kinds += [(e.kind, e.notify) for e in engine.on_pair_snapshots([snap(PAIRS[0], z, t)])]
+    assert kinds == [("pending", False), ("firing", True), ("resolved", False)]
+
+
+def test_symbol_rules_get_their_snapshot_and_health_values() -> None:
+    vol = Rule.model_validate(
+        {"name": "vol", "symbol": "BTC*", "timeframe": "1m", "window": 30,
+         "when": {"all": ["volatility > 0.8", "feed_lag_ms < 500"]},
+         "message": "{symbol} vol {volatility:.0%} lag {feed_lag_ms:.0f} ms"}
+    )  # fmt: skip
+    stale = Rule.model_validate(
+        {"name": "stale", "symbol": "*", "when": "seconds_since_trade > 30", "severity": "critical"}
+    )
+    engine = RuleEngine([vol, stale], pairs=PAIRS, symbols=SYMBOLS)
+    health = {"BTCUSDT": {"feed_lag_ms": 120.0, "seconds_since_trade": 2.0},
+              "ETHUSDT": {"feed_lag_ms": 90.0, "seconds_since_trade": 45.0}}  # fmt: skip
+    snapshots = [
+        SymbolSnapshot("BTCUSDT", "1m", 30, 0, {"volatility": 0.93}),
+        SymbolSnapshot("ETHUSDT", "1m", 30, 0, {"volatility": 2.0}),  # not a target of vol
+    ]
+    (event,) = engine.on_symbol_snapshots(snapshots, health)
+    assert event.message == "BTCUSDT vol 93% lag 120 ms"
+    (late,) = engine.on_health(health, at=90_000)
+    assert (late.rule, late.target, late.kind, late.at, late.timeframe) == (
+        "stale", "ETHUSDT", "firing", 90_000, None,
+    )  # fmt: skip
+    assert math.isclose(late.value, 45.0)
