@@ -89,10 +89,16 @@ def _parser() -> argparse.ArgumentParser:
         help="validate a rules file (against the settings' pairs and symbols); exit 0 or 2",
     )
     check.add_argument("file", type=Path, metavar="FILE")
-    check.add_argument(
+    against = check.add_mutually_exclusive_group()
+    against.add_argument(
         "--no-settings",
         action="store_true",
         help="check the file alone, not against the configured pairs, symbols and timeframes",
+    )
+    against.add_argument(
+        "--demo",
+        action="store_true",
+        help="check it against the demo's settings (the pairs 'pairwatch demo' analyses)",
     )
     _common_args(check)
     return parser
@@ -178,11 +184,19 @@ def _rules(args: argparse.Namespace) -> int:
     from pairwatch.config.rules_load import load_rules
 
     settings = None if args.no_settings else load_settings(args.config)
+    if args.demo:
+        import tempfile
+
+        from pairwatch.daemon.demo import demo_settings
+
+        assert settings is not None
+        settings = demo_settings(settings, Path(tempfile.gettempdir()))
     rules = load_rules(args.file, settings).rules
     pairs = sum(r.kind == "pair" for r in rules)
     against = "" if settings is None else ", checked against the settings"
+    noun = "rule" if len(rules) == 1 else "rules"
     print(
-        f"{args.file}: {len(rules)} rules ok ({pairs} on pairs, {len(rules) - pairs} on "
+        f"{args.file}: {len(rules)} {noun} ok ({pairs} on pairs, {len(rules) - pairs} on "
         f"symbols{against})"
     )
     return EXIT_OK

@@ -120,7 +120,7 @@ def _event(
     t: Transition,
     values: Mapping[str, float],
 ) -> AlertEvent:
-    notify = t.kind in NOTIFYING and (t.kind != "resolved" or rule.notify_resolved)
+    notify = t.kind in NOTIFYING and (t.kind not in ("resolved", "data") or rule.notify_resolved)
     return AlertEvent(
         rule=rule.name,
         target=target,

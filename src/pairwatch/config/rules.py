@@ -50,9 +50,7 @@ from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS
 from pairwatch.config.durations import Duration, parse_duration
 from pairwatch.config.field_types import Timeframe
 
-_STRICT = ConfigDict(
-    extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True
-)
+_STRICT = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 HEALTH_METRICS = ("feed_lag_ms", "seconds_since_trade", "gaps")
 """Per-symbol feed health values a symbol rule may test (no timeframe or window needed)."""
@@ -67,8 +65,14 @@ TEMPLATE_FIELDS = (
 
 DEFAULT_MESSAGE = "{rule}: {metric} = {value:.4g} ({state})"
 
+_TEXT_FIELDS = frozenset(
+    {"rule", "pair", "symbol", "y", "x", "timeframe", "severity", "state", "metric", "description"}
+)
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_BARS = re.compile(r"^\s*(\d+)\s*bars?\s*$")
+_BARS = re.compile(r"^\s*(\d+)\s*bars?\s*$", re.IGNORECASE)
+_BARE_NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
+_MAX_FORMAT_WIDTH = 40
 
 
 def _condition(value: Any, where: str = "") -> Condition:
@@ -111,12 +115,23 @@ def _hold(value: Any) -> Any:
         return value
     if isinstance(value, str) and (match := _BARS.match(value)):
         return Hold(bars=int(match[1]))
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError("write a number of bars as '3 bars', or a duration like '2m'")
-    return Hold(duration=parse_duration(value))
+    if not isinstance(value, str) or _BARE_NUMBER.match(value):
+        # A bare number is ambiguous (bars? seconds?): say which.
+        raise ValueError(
+            f"write a number of bars as '3 bars', or a duration like '2m', got {value!r}"
+        )
+    try:
+        return Hold(duration=parse_duration(value))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or a number of bars, like '3 bars'") from None
 
 
 HoldField = Annotated[Hold, BeforeValidator(_hold)]
+
+
+def _text(value: Any) -> Any:
+    """Accept a number where text is meant (a Telegram chat id, a label value)."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 class Route(BaseModel):
@@ -125,7 +140,7 @@ class Route(BaseModel):
     model_config = _STRICT
 
     notifier: Literal["telegram", "mqtt", "webhook", "log"]
-    chat: str | None = None
+    chat: Annotated[str, BeforeValidator(_text)] | None = None
     """Telegram chat id (default: the notifier's configured chats)."""
     topic: str | None = None
     """MQTT topic (default: ``pairwatch/v1/alerts/<rule>``)."""
@@ -158,7 +173,11 @@ RouteField = Annotated[Route, BeforeValidator(_route)]
 
 
 def _names(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple) and not value:
+        raise ValueError("list at least one target")
+    return value
 
 
 Targets = Annotated[tuple[str, ...], BeforeValidator(_names)]
@@ -186,7 +205,7 @@ class Rule(BaseModel):
     repeat_every: Duration | None = None
     notify_resolved: bool = True
     severity: Literal["info", "warning", "critical"] = "warning"
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, Annotated[str, BeforeValidator(_text)]] = Field(default_factory=dict)
     message: str = DEFAULT_MESSAGE
     notify: tuple[RouteField, ...] = (Route(notifier="log"),)
     no_data: Literal["keep", "resolve", "alert"] = "keep"
@@ -194,7 +213,7 @@ class Rule(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ValueError(
                 f"{name!r}: use 1-64 letters, digits, '_', '.' or '-' "
                 "(it names MQTT topics and bot commands)"
@@ -204,6 +223,8 @@ class Rule(BaseModel):
     @field_validator("when", "clear")
     @classmethod
     def _metrics(cls, condition: Condition | None, info: ValidationInfo) -> Condition | None:
+        if info.data.get("pair") is not None and info.data.get("symbol") is not None:
+            return condition  # the rule itself is refused: give either 'pair' or 'symbol'
         if condition is not None:
             known = _known_metrics("symbol" if info.data.get("symbol") else "pair")
             for c in comparisons(condition):
@@ -224,6 +245,12 @@ class Rule(BaseModel):
         needs_window = any(c.metric not in HEALTH_METRICS for c in self._comparisons())
         if needs_window and (self.timeframe is None or self.window is None):
             raise ValueError(f"{self.kind} metrics need 'timeframe' and 'window'")
+        if self.for_.bars and self.timeframe is None:
+            raise ValueError("'for: N bars' needs a timeframe (health rules: use a duration)")
+        if self.uses_previous and (self.for_.bars > 1 or self.for_.duration > timedelta(0)):
+            raise ValueError(
+                "a crossing holds on one bar only, so it cannot hold 'for' longer: drop 'for'"
+            )
         if self.repeat_every is not None and self.repeat_every <= timedelta(0):
             raise ValueError("repeat_every must be positive (or left out)")
         if self.keep_firing_for < timedelta(0):
@@ -240,7 +267,17 @@ class Rule(BaseModel):
     @cached_property
     def uses_previous(self) -> bool:
         """Return whether a condition compares with the bar before (a crossing)."""
-        return any(c.op in CROSSINGS for c in self._comparisons())
+        return bool(self.crossing_metrics)
+
+    @cached_property
+    def needs_series(self) -> bool:
+        """Return whether a condition uses analytics (not only health): timeframe and window."""
+        return any(c.metric not in HEALTH_METRICS for c in self._comparisons())
+
+    @cached_property
+    def crossing_metrics(self) -> tuple[str, ...]:
+        """Return the metrics of the crossings: their previous values must be kept."""
+        return tuple(dict.fromkeys(c.metric for c in self._comparisons() if c.op in CROSSINGS))
 
     @cached_property
     def primary(self) -> Comparison:
@@ -264,15 +301,16 @@ class RulesFile(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> RulesFile:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.name in seen:
-                raise ValueError(f"rule name {rule.name!r} is used twice")
-            seen.add(rule.name)
+        # The loader reports a repeated name at its line; this guards other callers.
+        names = [rule.name for rule in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"rule names are used twice: {sorted({n for n in names if names.count(n) > 1})}"
+            )
         return self
 
 
-DEFAULTABLE = frozenset(Rule.model_fields) - {"name", "when", "clear"} | {"for"}
+DEFAULTABLE = frozenset(Rule.model_fields) - {"name", "when", "clear", "for_"} | {"for"}
 """Rule keys ``defaults:`` may set."""
 
 
@@ -302,12 +340,16 @@ def check_template(template: str, metrics: tuple[str, ...]) -> None:
                 f"{{{field}}} is not a plain field name (no attributes, indexes or positions)"
             )
         if field not in allowed:
-            raise ValueError(f"unknown field {{{field}}}{_suggest(field, tuple(allowed))}")
+            raise ValueError(f"unknown field {{{field}}}{_suggest(field, tuple(sorted(allowed)))}")
         if conversion is not None or (spec and "{" in spec):
             raise ValueError(f"{{{field}}}: no conversions or nested fields")
-        if spec and field not in ("rule", "pair", "symbol", "y", "x", "timeframe", "severity",
-                                   "state", "metric", "description"):  # fmt: skip
-            try:
-                format(math.pi, spec)
-            except ValueError:
-                raise ValueError(f"{{{field}:{spec}}}: not a number format") from None
+        if not spec:
+            continue
+        if any(int(n) > _MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec)):
+            raise ValueError(f"{{{field}:{spec}}}: widths and precisions up to {_MAX_FORMAT_WIDTH}")
+        text = field in _TEXT_FIELDS
+        try:
+            format("text" if text else math.pi, spec)
+        except ValueError:
+            kind = "a text" if text else "a number"
+            raise ValueError(f"{{{field}:{spec}}}: not {kind} format") from None

@@ -8,6 +8,7 @@ and point at the line of the offending value, so an editor can jump straight to 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pairwatch.errors import ConfigError
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Path_ = tuple[str | int, ...]
+_POSITION = re.compile(r":(\d+):(\d+): ")
 Marks = dict[Path_, tuple[int, int]]
 
 
@@ -34,15 +36,20 @@ def load_rules(path: Path, settings: Settings | None = None) -> RulesFile:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the rules file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8"]
+        ) from None
     data, marks = _parse(path, text)
     problems: list[str] = []
     data = _apply_defaults(path, data, marks, problems)
-    if problems:
-        raise ConfigError(problems)
+    problems.extend(_duplicate_names(path, data, marks))
     try:
         rules = RulesFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(path, exc, data, marks)) from None
+        problems.extend(_describe(path, exc, data, marks))
+    if problems:
+        raise ConfigError(sorted(problems, key=_position))
     if settings is not None:
         problems = check_against(rules, settings, path, marks)
         if problems:
@@ -78,18 +85,32 @@ def check_against(
             chosen = _match(rule.symbol, list(settings.feed.symbols), "symbol", problem)
             if rule.timeframe is not None and rule.timeframe not in all_timeframes:
                 problem("timeframe", f"not among bars.timeframes ({', '.join(all_timeframes)})")
-            if rule.window is not None:
-                symbol_windows = {
-                    w for p in settings.pairs if not set(chosen).isdisjoint((p.y, p.x))
-                    for w in p.windows
-                }  # fmt: skip
-                if rule.window not in symbol_windows:
-                    listed = ", ".join(map(str, sorted(symbol_windows)))
-                    problem(
-                        "window",
-                        "symbol metrics exist for the windows of the pairs the symbol is in: "
-                        + (listed or "none (it is in no pair)"),
-                    )
+            elif rule.window is not None and rule.needs_series:
+                # Symbol metrics exist per timeframe and window of the pairs a symbol is in.
+                lengths = dict(settings.bars.timeframe_lengths)
+                named = {t.upper() for t in rule.symbol if not any(c in t for c in "*?[")}
+                lacking: list[tuple[str, str]] = []
+                for symbol in chosen:
+                    series = {
+                        (tf, w)
+                        for p in settings.pairs
+                        if symbol in (p.y, p.x)
+                        for tf in (p.timeframes or all_timeframes)
+                        for w in p.windows
+                    }
+                    if (rule.timeframe, rule.window) not in series:
+                        ordered = sorted(series, key=lambda s: (lengths.get(s[0], 0), s[1]))
+                        listed = ", ".join(f"{tf}/{w}" for tf, w in ordered)
+                        lacking.append((symbol, listed or "none (it is in no pair)"))
+                # A named symbol must have the series; a glob only has to find one that does
+                # (the others are never evaluated).
+                for symbol, listed in lacking:
+                    if symbol in named or len(lacking) == len(chosen):
+                        problem(
+                            "window",
+                            f"{symbol} metrics exist for the timeframes/windows of the pairs "
+                            f"it is in: {listed}",
+                        )
     return problems
 
 
@@ -106,9 +127,17 @@ def _match(patterns: Sequence[str], names: list[str], kind: str, problem: Any) -
 
 def _parse(path: Path, text: str) -> tuple[Any, Marks]:
     loader = _Loader(text)
-    try:  # one parse: the nodes (with their marks), then plain data from them
+    marks: Marks = {}
+    problems: list[str] = []
+    try:  # one parse: the nodes (with their marks), walked before constructing plain data
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        if node is None:
+            return {}, {}
+        # Walk first: constructing rewrites merge keys (``<<``) in place.
+        _walk(path, node, (), marks, problems, ())
+        if problems:
+            raise ConfigError(problems)
+        data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -116,44 +145,70 @@ def _parse(path: Path, text: str) -> tuple[Any, Marks]:
         raise ConfigError([f"{where}: not valid YAML: {reason}"]) from None
     finally:
         loader.dispose()
-    if node is None:
-        return {}, {}
-    marks: Marks = {}
-    problems: list[str] = []
-    _walk(path, node, (), marks, problems)
-    if problems:
-        raise ConfigError(problems)
     if not isinstance(data, dict):
         raise ConfigError([f"{_at(path, marks, ())}: expected a mapping with 'rules:'"])
     return data, marks
 
 
-def _walk(path: Path, node: yaml.Node, at: Path_, marks: Marks, problems: list[str]) -> None:
-    marks[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
+def _walk(
+    path: Path,
+    node: yaml.Node,
+    at: Path_,
+    marks: Marks,
+    problems: list[str],
+    inside: tuple[int, ...],
+) -> None:
+    here = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if id(node) in inside:  # an alias to a node that contains it
+        problems.append(f"{path}:{here[0]}:{here[1]}: {_dotted(at)}: an alias refers to itself")
+        return
+    marks.setdefault(at, here)
+    inside = (*inside, id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
-            if key in seen:
-                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                problems.append(f"{path}:{line}:{col}: {_dotted((*at, key))}: key given twice")
+            key_at = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in seen and key != "<<":
+                name = f"{_dotted((*at, key))}"
+                problems.append(f"{path}:{key_at[0]}:{key_at[1]}: {name}: key given twice")
             seen.add(key)
-            _walk(path, value_node, (*at, key), marks, problems)
+            if key == "<<":  # a merge: its keys count as the mapping's own, not nested
+                continue
+            _walk(path, value_node, (*at, key), marks, problems, inside)
             # A key's own position is more useful than its value's for "unknown key".
-            marks[(*at, key, "<key>")] = (
-                key_node.start_mark.line + 1,
-                key_node.start_mark.column + 1,
-            )
+            marks[(*at, key, "<key>")] = key_at
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(path, item, (*at, i), marks, problems)
+            _walk(path, item, (*at, i), marks, problems, inside)
+
+
+def _duplicate_names(path: Path, data: Any, marks: Marks) -> list[str]:
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        return []
+    first: dict[str, int] = {}
+    problems = []
+    for i, rule in enumerate(rules):
+        name = rule.get("name") if isinstance(rule, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            line = marks.get(("rules", first[name], "name"), (0, 0))[0]
+            problems.append(
+                f"{_at(path, marks, ('rules', i, 'name'))}: {name}: rules[{i}].name: "
+                f"the name is used twice (first at line {line})"
+            )
+        else:
+            first[name] = i
+    return problems
 
 
 def _apply_defaults(path: Path, data: Any, marks: Marks, problems: list[str]) -> Any:
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         problems.append(f"{_at(path, marks, ('defaults',))}: defaults: expected a mapping")
-        return data
+        return {**data, "defaults": {}}
     allowed = ", ".join(sorted(DEFAULTABLE))
     problems.extend(
         f"{_at(path, marks, ('defaults', key, '<key>'))}: defaults: {key!r} cannot have a "
@@ -180,6 +235,8 @@ def _describe(path: Path, exc: ValidationError, data: Any, marks: Marks) -> list
     lines = []
     for error in exc.errors():
         loc: Path_ = tuple(error["loc"])
+        if not loc and "used twice" in error["msg"]:
+            continue  # reported at the name's line by _duplicate_names
         name = _rule_name(data, loc)
         where = _dotted(loc) or "file"
         message = error["msg"].removeprefix("Value error, ")
@@ -215,6 +272,12 @@ def _rule_name(data: Any, loc: Path_) -> str | None:
             name = rules[loc[1]].get("name")
             return str(name) if name is not None else f"rule {loc[1] + 1}"
     return None
+
+
+def _position(problem: str) -> tuple[int, int]:
+    """Return the (line, column) a ``file:line:column: …`` problem points at, for sorting."""
+    found = _POSITION.search(problem)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
 
 
 def _at(path: Path, marks: Marks, loc: Path_) -> str:

@@ -46,7 +46,7 @@ def test_fires_at_once_without_for_and_resolves_when_false() -> None:
 def test_for_bars_needs_that_many_consecutive_bars() -> None:
     r = rule(**{"for": "3 bars"})
     assert run(r, [2.5, 2.5, 1.0, 2.5, 2.5, 2.5, 2.5]) == [
-        (0, "pending"), (3, "pending"), (5, "firing"),
+        (0, "pending"), (2, "inactive"), (3, "pending"), (5, "firing"),
     ]  # fmt: skip
 
 
@@ -93,9 +93,12 @@ def test_no_data_policies() -> None:
         (0, "firing"), (1, "resolved"), (2, "firing"),
     ]  # fmt: skip
     alert = rule(no_data="alert")
-    assert run(alert, [nan, nan, 2.5, nan]) == [
-        (0, "no_data"), (2, "data"), (2, "firing"), (3, "no_data"),
+    # Never before the target had data; then at once (no 'for'), ending when data returns.
+    assert run(alert, [nan, nan, 2.5, nan, nan, 0.0]) == [
+        (2, "firing"), (3, "no_data"), (5, "data"), (5, "resolved"),
     ]  # fmt: skip
+    slow = rule(no_data="alert", **{"for": "2 bars"})
+    assert run(slow, [0.0, nan, 0.0, nan, nan, nan]) == [(4, "no_data")]
 
 
 def test_transitions_carry_the_primary_value_and_threshold() -> None:
