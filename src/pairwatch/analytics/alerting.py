@@ -138,6 +138,29 @@ def step(
     return state, out
 
 
+def stays_inactive(rule: Rule, state: AlertState, values: Mapping[str, float], now: int) -> bool:
+    """Return True, having recorded the time, when ``step`` would do nothing else.
+
+    The common case of an inactive alert whose plain comparison is false, decided without
+    the general path: ``step`` gives the same result, only slower.
+    """
+    c = rule.simple_when
+    if c is None or state.phase != "inactive" or not state.seen_data or rule.uses_previous:
+        return False
+    if state.no_data_since is not None:
+        return False
+    v = values.get(c.metric)
+    if v is None or v != v:  # noqa: PLR0124 -- NaN: no data, the general path decides
+        return False
+    if c.absolute and v < 0:
+        v = -v
+    if c.compare(v):
+        return False
+    if state.last_at is None or now > state.last_at:
+        state.last_at = now
+    return True
+
+
 def _firing(
     rule: Rule,
     state: AlertState,

@@ -61,6 +61,12 @@ class Comparison:
         name = f"abs({self.metric})" if self.absolute else self.metric
         return f"{name} {self.op} {self.threshold:g}"
 
+    def compare(self, value: float) -> bool:
+        """Return the comparison of a present value with the threshold (not for crossings)."""
+        test = self._test
+        assert test is not None
+        return test(value, self.threshold)
+
     def value(self, values: Values) -> float:
         """Return the compared value (NaN when missing)."""
         v = values.get(self.metric, math.nan)
@@ -93,10 +99,14 @@ class AllOf:
 
     def holds(self, values: Values, previous: Values | None = None) -> bool | None:
         """Return False if a part is False, None if a part has no data, else True."""
-        results = [p.holds(values, previous) for p in self.parts]
-        if any(r is False for r in results):
-            return False
-        return None if any(r is None for r in results) else True
+        unknown = False
+        for part in self.parts:
+            result = part.holds(values, previous)
+            if result is False:
+                return False
+            if result is None:
+                unknown = True
+        return None if unknown else True
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +117,14 @@ class AnyOf:
 
     def holds(self, values: Values, previous: Values | None = None) -> bool | None:
         """Return True if a part is True, None if a part has no data, else False."""
-        results = [p.holds(values, previous) for p in self.parts]
-        if any(r is True for r in results):
-            return True
-        return None if any(r is None for r in results) else False
+        unknown = False
+        for part in self.parts:
+            result = part.holds(values, previous)
+            if result is True:
+                return True
+            if result is None:
+                unknown = True
+        return None if unknown else False
 
 
 Condition = Comparison | AllOf | AnyOf

@@ -8,11 +8,18 @@ snapshots (or any values of a target) with their bar close times, and returns th
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from pairwatch.analytics.alerting import NOTIFYING, AlertState, Transition, step
+from pairwatch.analytics.alerting import (
+    NOTIFYING,
+    AlertState,
+    Transition,
+    stays_inactive,
+    step,
+)
 from pairwatch.analytics.timeframes import parse_timeframe
 from pairwatch.config.rules import DEFAULT_MESSAGE, Rule
 from pairwatch.events import AlertEvent, PairSnapshot, SymbolSnapshot
@@ -65,7 +72,7 @@ class RuleEngine:
                 continue
             rules = self._index.get((s.pair, s.timeframe, s.window))
             if rules:
-                at = s.ts + parse_timeframe(s.timeframe)
+                at = s.ts + _length(s.timeframe)
                 events.extend(self._evaluate(rules, s.pair, s.timeframe, s.window, s.metrics, at))
         return events
 
@@ -80,7 +87,7 @@ class RuleEngine:
             rules = self._index.get((s.symbol, s.timeframe, s.window))
             if rules:
                 values = {**s.metrics, **(health or {}).get(s.symbol, {})}
-                at = s.ts + parse_timeframe(s.timeframe)
+                at = s.ts + _length(s.timeframe)
                 events.extend(self._evaluate(rules, s.symbol, s.timeframe, s.window, values, at))
         return events
 
@@ -104,12 +111,19 @@ class RuleEngine:
     ) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         for rule, state in rules:
+            if stays_inactive(rule, state, values, at):
+                continue
             _, transitions = step(rule, state, values, at)
             if transitions:
                 events.extend(
                     _event(rule, target, timeframe, window, t, values) for t in transitions
                 )
         return events
+
+
+@functools.lru_cache(maxsize=64)
+def _length(timeframe: str) -> int:
+    return parse_timeframe(timeframe)
 
 
 def _event(

@@ -270,6 +270,12 @@ class Rule(BaseModel):
         return bool(self.crossing_metrics)
 
     @cached_property
+    def simple_when(self) -> Comparison | None:
+        """Return ``when`` if it is one comparison that is not a crossing (a fast path)."""
+        when = self.when
+        return when if isinstance(when, Comparison) and when.op not in CROSSINGS else None
+
+    @cached_property
     def needs_series(self) -> bool:
         """Return whether a condition uses analytics (not only health): timeframe and window."""
         return any(c.metric not in HEALTH_METRICS for c in self._comparisons())

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pairwatch.analytics.alerting import AlertState, step
 from pairwatch.analytics.rule_engine import RuleEngine, expand
 from pairwatch.config.rules import Rule
 from pairwatch.events import PairSnapshot, SymbolSnapshot
@@ -106,3 +110,29 @@ def test_symbol_rules_get_their_snapshot_and_health_values() -> None:
         "stale", "ETHUSDT", "firing", 90_000, None,
     )  # fmt: skip
     assert math.isclose(late.value, 45.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    zs=st.lists(st.one_of(st.floats(-4, 4), st.just(math.nan)), min_size=1, max_size=40),
+    jumps=st.lists(st.integers(-3, 5), min_size=40, max_size=40),
+    when=st.sampled_from(["abs(zscore) >= 2", "zscore < -1", "zscore crosses_above 1"]),
+    clear=st.sampled_from([None, "abs(zscore) < 0.5", "zscore crosses_below 0"]),
+    no_data=st.sampled_from(["keep", "resolve", "alert"]),
+)
+def test_the_engine_fast_path_changes_nothing(
+    zs: list[float], jumps: list[int], when: str, clear: str | None, no_data: str
+) -> None:
+    # The engine skips step() for inactive alerts whose plain comparison is false; running
+    # step() alone on every bar must give the same transitions and states.
+    r = rule(when=when, clear=clear, no_data=no_data)
+    engine = RuleEngine([r], pairs=PAIRS, symbols=SYMBOLS)
+    state = AlertState()
+    t = 10
+    for i, z in enumerate(zs):
+        t += jumps[i]  # includes clock jumps backwards
+        s = snap(PAIRS[0], z, t * MIN)
+        got = [(e.kind, e.at) for e in engine.on_pair_snapshots([s])]
+        _, transitions = step(r, state, s.metrics, (t + 1) * MIN)
+        assert got == [(x.kind, x.at) for x in transitions]
+    assert engine.states[("z", PAIRS[0])] == state
