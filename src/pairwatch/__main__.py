@@ -1,4 +1,4 @@
-"""Command line: ``pairwatch run | demo | simulate | replay | rules check``.
+"""Command line: ``pairwatch run | demo | simulate | replay | rules check|test``.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 """
@@ -101,6 +101,19 @@ def _parser() -> argparse.ArgumentParser:
         help="check it against the demo's settings (the pairs 'pairwatch demo' analyses)",
     )
     _common_args(check)
+    test = rule_verbs.add_parser(
+        "test", help="backtest a rules file on stored analytics or replayed files"
+    )
+    test.add_argument("file", type=Path, metavar="RULES")
+    source = test.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, help="a pairwatch SQLite file with analytics")
+    source.add_argument(
+        "--replay", type=Path, nargs="+", metavar="FILE", help="replay these files first"
+    )
+    test.add_argument("--from", dest="from_", metavar="TIME", help="ISO time or epoch ms")
+    test.add_argument("--to", metavar="TIME", help="ISO time or epoch ms (exclusive)")
+    test.add_argument("--limit", type=int, default=200, help="transitions shown (default 200)")
+    _common_args(test)
     return parser
 
 
@@ -180,6 +193,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace) -> int:
+    if args.rules_verb == "test":
+        return _rules_test(args)
     from pairwatch.config.load import load_settings
     from pairwatch.config.rules_load import load_rules
 
@@ -200,6 +215,52 @@ def _rules(args: argparse.Namespace) -> int:
         f"symbols{against})"
     )
     return EXIT_OK
+
+
+def _rules_test(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pairwatch.config.load import load_settings
+    from pairwatch.config.rules_load import load_rules
+    from pairwatch.daemon import store
+    from pairwatch.daemon.backtest import format_table, run_backtest
+    from pairwatch.daemon.replay_cli import run_replay
+
+    configure_logging(args.log_level or "WARNING")
+    settings = load_settings(args.config)
+    rules = load_rules(args.file, settings)
+    span = (_epoch_ms(args.from_, "--from"), _epoch_ms(args.to, "--to"))
+    with tempfile.TemporaryDirectory(prefix="pairwatch-backtest-") as tmp:
+        db = args.db
+        if args.replay is not None:
+            db = Path(tmp) / "replay.sqlite3"
+            run_replay(args.replay, db=db, config=args.config)
+        elif not db.is_file():
+            raise ConfigError([f"{db}: no such file"])
+        conn = store.open_store(db, readonly=args.replay is None)
+        try:
+            result = run_backtest(conn, rules, settings, from_ts=span[0], to_ts=span[1])
+        finally:
+            conn.close()
+    print(format_table(result, limit=args.limit))
+    return EXIT_OK
+
+
+def _epoch_ms(text: str | None, option: str) -> int | None:
+    """Parse an ISO 8601 time (UTC unless it says otherwise) or epoch milliseconds."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError([f"{option}: {text!r} is not an ISO time or epoch ms"]) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
 
 
 def _until_signalled(start: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
