@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pairwatch import __version__
-from pairwatch.errors import ConfigError, PairwatchError
+from pairwatch.errors import ConfigError, PairwatchError, StoreError
 from pairwatch.logs import configure_logging
 
 EXIT_OK = 0
@@ -112,9 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--from", dest="from_", metavar="TIME", help="ISO time or epoch ms")
     test.add_argument("--to", metavar="TIME", help="ISO time or epoch ms (exclusive)")
-    test.add_argument("--limit", type=int, default=200, help="transitions shown (default 200)")
+    test.add_argument("--limit", type=_count, default=200, help="transitions shown (default 200)")
     _common_args(test)
     return parser
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def _common_args(parser: argparse.ArgumentParser) -> None:
@@ -237,7 +244,10 @@ def _rules_test(args: argparse.Namespace) -> int:
             run_replay(args.replay, db=db, config=args.config)
         elif not db.is_file():
             raise ConfigError([f"{db}: no such file"])
-        conn = store.open_store(db, readonly=args.replay is None)
+        try:
+            conn = store.open_store(db, readonly=args.replay is None)
+        except StoreError as exc:
+            raise ConfigError([f"--db {db}: {exc}"]) from None
         try:
             result = run_backtest(conn, rules, settings, from_ts=span[0], to_ts=span[1])
         finally:
@@ -246,12 +256,18 @@ def _rules_test(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
 def _epoch_ms(text: str | None, option: str) -> int | None:
     """Parse an ISO 8601 time (UTC unless it says otherwise) or epoch milliseconds."""
     if text is None:
         return None
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        if value > _MAX_EPOCH_MS:
+            raise ConfigError([f"{option}: {text} is past the year 9999"])
+        return value
     from datetime import UTC, datetime
 
     try:

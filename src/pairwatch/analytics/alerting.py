@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pairwatch.analytics.conditions import Comparison, comparisons
 from pairwatch.config.rules import Rule
 
 Phase = Literal["inactive", "pending", "firing"]
@@ -173,12 +174,14 @@ def _firing(
     if resolving:
         started = state.resolving_since if state.resolving_since is not None else now
         if now - started >= _ms(rule.keep_firing_for.total_seconds()):
-            out.append(_transition(rule, "resolved", values, now))  # notify_resolved: delivery
+            # The message describes what decided it: clear's comparison, when there is one.
+            via = next(comparisons(rule.clear)) if rule.clear is not None else None
+            out.append(_transition(rule, "resolved", values, now, via))  # delivery: notify_resolved
             state.reset()
-        else:
-            state.resolving_since = started
-        return
-    state.resolving_since = None
+            return
+        state.resolving_since = started  # still firing while keep_firing_for runs: repeats go on
+    else:
+        state.resolving_since = None
     every = rule.repeat_every
     last = state.notified_at
     if every is not None and last is not None and now - last >= _ms(every.total_seconds()):
@@ -191,8 +194,14 @@ def _present(values: Mapping[str, float], metric: str) -> bool:
     return value is not None and not math.isnan(value)
 
 
-def _transition(rule: Rule, kind: Kind, values: Mapping[str, float], now: int) -> Transition:
-    main = rule.primary
+def _transition(
+    rule: Rule,
+    kind: Kind,
+    values: Mapping[str, float],
+    now: int,
+    via: Comparison | None = None,
+) -> Transition:
+    main = via or rule.primary
     return Transition(kind, now, main.metric, main.value(values), main.threshold)
 
 

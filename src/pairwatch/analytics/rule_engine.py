@@ -54,11 +54,11 @@ class RuleEngine:
             else:
                 assert rule.symbol is not None
                 targets = expand(rule.symbol, symbol_names)
+            # Health-only rules are evaluated on the daemon's clock, whatever their timeframe.
+            timeframe, window = (rule.timeframe, rule.window) if rule.needs_series else (None, None)
             for target in targets:
                 state = self.states[(rule.name, target)] = AlertState()
-                self._index.setdefault((target, rule.timeframe, rule.window), []).append(
-                    (rule, state)
-                )
+                self._index.setdefault((target, timeframe, window), []).append((rule, state))
 
     def targets(self) -> list[tuple[Rule, str]]:
         """Return every rule × target pair the engine evaluates."""
@@ -67,13 +67,12 @@ class RuleEngine:
     def on_pair_snapshots(self, snapshots: Iterable[PairSnapshot]) -> list[AlertEvent]:
         """Evaluate the rules of each (non-thin) snapshot's pair, timeframe and window."""
         events: list[AlertEvent] = []
-        for s in snapshots:
-            if s.thin:
-                continue
+        for s in snapshots:  # a thin snapshot has no metrics: an evaluation without data
             rules = self._index.get((s.pair, s.timeframe, s.window))
             if rules:
                 at = s.ts + _length(s.timeframe)
-                events.extend(self._evaluate(rules, s.pair, s.timeframe, s.window, s.metrics, at))
+                values = _NO_VALUES if s.thin else s.metrics
+                events.extend(self._evaluate(rules, s.pair, s.timeframe, s.window, values, at))
         return events
 
     def on_symbol_snapshots(
@@ -119,6 +118,11 @@ class RuleEngine:
                     _event(rule, target, timeframe, window, t, values) for t in transitions
                 )
         return events
+
+
+_NO_VALUES: Mapping[str, float] = {}
+_STATE = {"repeat": "firing", "data": "resolved"}
+"""The ``{state}`` a transition's message shows (docs/rules.md: firing, resolved, no_data)."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -168,7 +172,7 @@ def render(
     fields.update(
         rule=rule.name, pair=target if x else "", symbol="" if x else target, y=y if x else "",
         x=x, timeframe=timeframe or "", window=window if window is not None else "",
-        severity=rule.severity, state=t.kind, metric=t.metric, value=t.value,
+        severity=rule.severity, state=_STATE.get(t.kind, t.kind), metric=t.metric, value=t.value,
         threshold=t.threshold, description=rule.description,
     )  # fmt: skip
     try:

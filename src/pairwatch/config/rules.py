@@ -247,7 +247,9 @@ class Rule(BaseModel):
             raise ValueError(f"{self.kind} metrics need 'timeframe' and 'window'")
         if self.for_.bars and self.timeframe is None:
             raise ValueError("'for: N bars' needs a timeframe (health rules: use a duration)")
-        if self.uses_previous and (self.for_.bars > 1 or self.for_.duration > timedelta(0)):
+        when = self.when
+        crossing = isinstance(when, Comparison) and when.op in CROSSINGS
+        if crossing and (self.for_.bars > 1 or self.for_.duration > timedelta(0)):
             raise ValueError(
                 "a crossing holds on one bar only, so it cannot hold 'for' longer: drop 'for'"
             )
@@ -355,7 +357,7 @@ def check_template(template: str, metrics: tuple[str, ...]) -> None:
             raise ValueError(f"{{{field}:{spec}}}: widths and precisions up to {_MAX_FORMAT_WIDTH}")
         text = field in _TEXT_FIELDS
         try:
-            format("text" if text else math.pi, spec)
+            format("text" if text else 30 if field == "window" else math.pi, spec)
         except ValueError:
             kind = "a text" if text else "a number"
             raise ValueError(f"{{{field}:{spec}}}: not {kind} format") from None

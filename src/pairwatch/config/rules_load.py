@@ -23,6 +23,8 @@ from pairwatch.errors import ConfigError
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Path_ = tuple[str | int, ...]
+_MAX_NODES = 200_000
+_MAX_DEPTH = 64
 _POSITION = re.compile(r":(\d+):(\d+): ")
 Marks = dict[Path_, tuple[int, int]]
 
@@ -159,6 +161,11 @@ def _walk(
     inside: tuple[int, ...],
 ) -> None:
     here = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if len(marks) > _MAX_NODES:  # aliases can expand a small file exponentially
+        raise ConfigError([f"{path}:{here[0]}:{here[1]}: the file expands to over "
+                           f"{_MAX_NODES:,} values (aliases?): refused"])  # fmt: skip
+    if len(inside) > _MAX_DEPTH:
+        raise ConfigError([f"{path}:{here[0]}:{here[1]}: nested deeper than {_MAX_DEPTH}"])
     if id(node) in inside:  # an alias to a node that contains it
         problems.append(f"{path}:{here[0]}:{here[1]}: {_dotted(at)}: an alias refers to itself")
         return

@@ -71,14 +71,22 @@ def run_backtest(
         key=lambda s: s.ts + parse_timeframe(s.timeframe),
     )
     firing_since: dict[tuple[str, str], int] = {}
-    last_at = 0
+    last_at: dict[tuple[str, str], int] = {}  # per rule × target: its last evaluation
+    for r in usable:  # the summary in the file's order
+        result.summary[r.name] = RuleSummary()
+    series_rules: dict[tuple[str, str | None, int | None], list[str]] = {}
+    for r, t in engine.targets():
+        series_rules.setdefault((t, r.timeframe, r.window), []).append(r.name)
     for snapshot in snapshots:
         result.evaluations += 1
         if isinstance(snapshot, PairSnapshot):
             events = engine.on_pair_snapshots([snapshot])
         else:
             events = engine.on_symbol_snapshots([snapshot])
-        last_at = snapshot.ts + parse_timeframe(snapshot.timeframe)
+        at = snapshot.ts + parse_timeframe(snapshot.timeframe)
+        target = snapshot.pair if isinstance(snapshot, PairSnapshot) else snapshot.symbol
+        for name in series_rules.get((target, snapshot.timeframe, snapshot.window), ()):
+            last_at[(name, target)] = at
         for event in events:
             result.events.append(event)
             summary = result.summary.setdefault(event.rule, RuleSummary())
@@ -88,10 +96,8 @@ def run_backtest(
                 firing_since[key] = event.at
             elif event.kind == "resolved" and key in firing_since:
                 summary.firing_ms += event.at - firing_since.pop(key)
-    for (name, _), since in firing_since.items():
-        result.summary[name].firing_ms += last_at - since
-    for r in usable:
-        result.summary.setdefault(r.name, RuleSummary())
+    for key, since in firing_since.items():  # still firing at the end of its own series
+        result.summary[key[0]].firing_ms += last_at[key] - since
     return result
 
 

@@ -185,3 +185,19 @@ def test_the_lifecycle_never_breaks_its_rules(
                     assert holds is False
                 firing_since = None
         assert (state.phase == "firing") == (firing_since is not None)
+
+
+def test_repeats_go_on_while_keep_firing_for_runs() -> None:
+    # Review fix: an alert waiting out keep_firing_for is still firing, so it repeats.
+    r = rule(clear="abs(zscore) < 0.5", keep_firing_for="10m", repeat_every="2m")
+    assert run(r, [3.0] + [0.1] * 12) == [
+        (0, "firing"), (2, "repeat"), (4, "repeat"), (6, "repeat"), (8, "repeat"),
+        (10, "repeat"), (11, "resolved"),
+    ]  # fmt: skip
+
+
+def test_a_resolution_by_clear_is_described_by_clear() -> None:
+    r = rule(clear="correlation < 0.5")
+    state, _ = step(r, AlertState(), {"zscore": 3.0, "correlation": 0.9}, MIN)
+    _, out = step(r, state, {"zscore": 3.0, "correlation": 0.2}, 2 * MIN)
+    assert out == [Transition("resolved", 2 * MIN, "correlation", 0.2, 0.5)]

@@ -50,7 +50,7 @@ def test_a_rule_sees_only_its_targets_timeframe_and_window() -> None:
             snap("SOLUSDT/BTCUSDT", 2.5, timeframe="5m"),  # other timeframe
             snap("SOLUSDT/BTCUSDT", 2.5, window=100),  # other window
             snap("ETHUSDT/SOLUSDT", 2.5),  # not a target
-            snap("SOLUSDT/BTCUSDT", 2.5, thin=True, metrics={}),  # thin: skipped
+            snap("SOLUSDT/BTCUSDT", 2.5, thin=True),  # thin: no data, whatever it carries
         ]
     )
     assert [(e.target, e.kind) for e in events] == [("ETHUSDT/BTCUSDT", "firing")]
@@ -136,3 +136,27 @@ def test_the_engine_fast_path_changes_nothing(
         _, transitions = step(r, state, s.metrics, (t + 1) * MIN)
         assert got == [(x.kind, x.at) for x in transitions]
     assert engine.states[("z", PAIRS[0])] == state
+
+
+def test_a_thin_bar_is_an_evaluation_without_data() -> None:
+    # Review fix: thin snapshots were skipped, so `no_data: resolve` never saw them.
+    engine = RuleEngine([rule(no_data="resolve")], pairs=PAIRS, symbols=SYMBOLS)
+    kinds = [e.kind for e in engine.on_pair_snapshots([snap(PAIRS[0], 2.5, 0)])]
+    thin = snap(PAIRS[0], 2.5, MIN, thin=True)
+    kinds += [e.kind for e in engine.on_pair_snapshots([thin])]
+    assert kinds == ["firing", "resolved"]
+
+
+def test_a_health_rule_with_a_timeframe_runs_on_the_clock_and_states_read_plainly() -> None:
+    # Review fixes: a health rule with a timeframe was indexed where nothing looked; the
+    # {state} of a repeat read "repeat" where the docs promise "firing".
+    r = Rule.model_validate(
+        {"name": "stale", "symbol": "BTCUSDT", "timeframe": "1m", "repeat_every": "1m",
+         "when": "seconds_since_trade > 30", "message": "{symbol} {state}"}
+    )  # fmt: skip
+    engine = RuleEngine([r], pairs=PAIRS, symbols=SYMBOLS)
+    health = {"BTCUSDT": {"seconds_since_trade": 45.0}}
+    events = engine.on_health(health, at=MIN) + engine.on_health(health, at=2 * MIN)
+    assert [(e.kind, e.message) for e in events] == [
+        ("firing", "BTCUSDT firing"), ("repeat", "BTCUSDT firing"),
+    ]  # fmt: skip

@@ -689,3 +689,18 @@ def test_a_duplicate_name_does_not_hide_the_other_problems(tmp_path: Path) -> No
         f"{value_at(path, 'when: zscor', nth=2)}: a: rules[1].when: unknown metric 'zscor'; "
         "did you mean 'zscore'?",
     ]
+
+
+def test_alias_bombs_and_deep_nesting_are_refused_not_expanded(tmp_path: Path) -> None:
+    # Review fix: aliases doubling 24 times expanded to 16M values (GBs) before failing.
+    lines = ["x0: &a0 [1, 2]"] + [f"x{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 25)]
+    bomb = write(tmp_path, "\n".join(lines) + "\nrules: []\n")
+    with pytest.raises(ConfigError) as caught:
+        load_rules(bomb)
+    (line,) = caught.value.problems
+    assert "expands to over 200,000 values (aliases?): refused" in line
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("rules: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_rules(deep)
+    assert "nested deeper than 64" in caught.value.problems[0]
