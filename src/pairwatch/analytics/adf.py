@@ -152,6 +152,13 @@ def adf(x: npt.ArrayLike, *, maxlag: int | None = None, regression: str = "c") -
 
 def coint(y: npt.ArrayLike, x: npt.ArrayLike, *, maxlag: int | None = None) -> AdfResult:
     """Run the Engle-Granger test: ADF on the residuals of y on x with a constant."""
+    return coint_with_residuals(y, x, maxlag=maxlag)[0]
+
+
+def coint_with_residuals(
+    y: npt.ArrayLike, x: npt.ArrayLike, *, maxlag: int | None = None
+) -> tuple[AdfResult, npt.NDArray[np.float64]]:
+    """Run ``coint`` and also return the residuals of its regression (the static spread)."""
     y0 = np.ascontiguousarray(y, dtype=np.float64)
     x1 = np.ascontiguousarray(x, dtype=np.float64)
     if y0.ndim != 1 or x1.shape != y0.shape:
@@ -166,9 +173,11 @@ def coint(y: npt.ArrayLike, x: npt.ArrayLike, *, maxlag: int | None = None) -> A
     r2 = 1.0 - float(resid @ resid) / total
     if r2 >= _COLLINEAR_R2:  # statsmodels warns and reports −inf; so do we, quietly
         logger.debug("y and x are almost collinear (R² = %r); statistic set to -inf", r2)
-        return AdfResult(-math.inf, mackinnon_pvalue(-math.inf, "c", 2), 0, len(y0))
+        result = AdfResult(-math.inf, mackinnon_pvalue(-math.inf, "c", 2), 0, len(y0))
+        return result, resid
     inner = adf(resid, maxlag=maxlag, regression="n")
-    return AdfResult(inner.stat, mackinnon_pvalue(inner.stat, "c", 2), inner.lag, inner.nobs)
+    pvalue = mackinnon_pvalue(inner.stat, "c", 2)
+    return AdfResult(inner.stat, pvalue, inner.lag, inner.nobs), resid
 
 
 def _ntrend(regression: str) -> int:

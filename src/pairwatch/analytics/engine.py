@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pairwatch.analytics.adf import AdfResult, adf, coint
+from pairwatch.analytics.adf import adf, coint_with_residuals
 from pairwatch.analytics.pair_bank import PAIR_METRICS, PairBank
 from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS, SymbolBank
 from pairwatch.events import Bar, PairSnapshot, SymbolSnapshot
@@ -355,10 +355,8 @@ def engle_granger(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> dic
     a flat x is y regressed on a constant, as in statsmodels.
     """
     try:
-        eg: AdfResult = coint(y, x)
-        design = np.column_stack([x, np.ones_like(x)])
-        coef = np.linalg.lstsq(design, y, rcond=None)[0]
-        spread = adf(y - design @ coef, regression="c")
+        eg, residuals = coint_with_residuals(y, x)  # one regression serves both tests
+        spread = adf(residuals, regression="c")
     except (ValueError, np.linalg.LinAlgError):
         return dict(_NO_ADF)
     return {

@@ -149,43 +149,6 @@ def _symbol_step(st, si, buf, close, volume, quote, trades, window, annual, out,
 
 
 @numba.njit(cache=True)
-def _symbol_run(st, si, buf, close, volume, quote, trades, window, annual, out):  # type: ignore[no-untyped-def]
-    for i in range(close.shape[0]):
-        _symbol_step(st, si, buf, close[i], volume[i], quote[i], trades[i], window, annual, out, i)
-
-
-class RollingSymbol:
-    """The incremental state of one symbol, timeframe and window."""
-
-    __slots__ = ("_buf", "_si", "_st", "annual", "window")
-
-    def __init__(self, window: int, bar_ms: int) -> None:
-        if window < 2:
-            raise ValueError(f"window must be at least 2 bars, got {window}")
-        if bar_ms <= 0:
-            raise ValueError(f"bar length must be positive, got {bar_ms} ms")
-        self.window = window
-        self.annual = math.sqrt(YEAR_MS / bar_ms)
-        self._st = np.zeros(_N_FLOAT)
-        self._st[_PREV] = math.nan  # no previous close yet
-        self._si = np.zeros(4, dtype=np.int64)
-        self._buf = np.zeros((window, 4))
-
-    def update_many(
-        self,
-        close: npt.NDArray[np.float64],
-        volume: npt.NDArray[np.float64],
-        quote_volume: npt.NDArray[np.float64],
-        trades: npt.NDArray[np.float64],
-    ) -> npt.NDArray[np.float64]:
-        """Advance by several bars; return their metrics, one row each."""
-        c, v, q, n = _checked_bars(close, volume, quote_volume, trades)
-        out = np.empty((c.shape[0], len(SYMBOL_METRICS)))
-        _symbol_run(self._st, self._si, self._buf, c, v, q, n, self.window, self.annual, out)
-        return out
-
-
-@numba.njit(cache=True)
 def _bank_run(rows, st, si, buf, close, volume, quote, trades, window, annual, out):  # type: ignore[no-untyped-def]
     for j in range(rows.shape[0]):
         p = rows[j]
@@ -241,6 +204,27 @@ class SymbolBank:
         out = np.empty((rows.shape[0], len(SYMBOL_METRICS)))
         _bank_run(rows, self._st, self._si, self._buf, c, v, q, n, self.window, self.annual, out)
         return out
+
+
+class RollingSymbol:
+    """The incremental state of one symbol, timeframe and window: a bank of one series."""
+
+    __slots__ = ("_bank", "window")
+
+    def __init__(self, window: int, bar_ms: int) -> None:
+        self._bank = SymbolBank(1, window, bar_ms)
+        self.window = window
+
+    def update_many(
+        self,
+        close: npt.NDArray[np.float64],
+        volume: npt.NDArray[np.float64],
+        quote_volume: npt.NDArray[np.float64],
+        trades: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """Advance by several bars; return their metrics, one row each."""
+        rows = np.zeros(np.shape(close), dtype=np.int64)
+        return self._bank.update(rows, close, volume, quote_volume, trades)
 
 
 def symbol_metrics(
