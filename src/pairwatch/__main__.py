@@ -1,4 +1,4 @@
-"""Command line: ``pairwatch run | demo | simulate | replay | rules check|test``.
+"""Command line: ``pairwatch run | demo | simulate | replay | rules check|test | mute | unmute``.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 """
@@ -25,6 +25,7 @@ EXIT_USAGE = 2
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pairwatch.daemon.mute_cli import add_mute_args
     from pairwatch.daemon.sources.simulator_cli import add_simulator_args
 
     parser = argparse.ArgumentParser(
@@ -114,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--to", metavar="TIME", help="ISO time or epoch ms (exclusive)")
     test.add_argument("--limit", type=_count, default=200, help="transitions shown (default 200)")
     _common_args(test)
+    add_mute_args(verbs)
     return parser
 
 
@@ -301,12 +303,28 @@ def _until_signalled(start: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
     return EXIT_OK
 
 
+def _mute(args: argparse.Namespace) -> int:
+    from pairwatch.daemon.mute_cli import mute
+
+    print(mute(args))
+    return EXIT_OK
+
+
+def _unmute(args: argparse.Namespace) -> int:
+    from pairwatch.daemon.mute_cli import unmute
+
+    print(unmute(args))
+    return EXIT_OK
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "demo": _demo,
     "simulate": _simulate,
     "replay": _replay,
     "rules": _rules,
+    "mute": _mute,
+    "unmute": _unmute,
 }
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ async def run_until_last_bar(config: Path, until: int = LAST_TS) -> Daemon:
     stop = asyncio.Event()
     done = asyncio.Event()
 
-    def on_snapshots(snapshots: Sequence[PairSnapshot]) -> None:
+    def on_snapshots(snapshots: Sequence[PairSnapshot], _symbols: object) -> None:
         if any(s.ts >= until for s in snapshots):
             done.set()
 
@@ -229,7 +229,7 @@ def test_a_restart_continues_the_rolling_metrics_from_stored_bars(
     assert 0 < len(history) <= 2 * max(max(WINDOWS) + 1, specs[0].adf_lookback)
     stage.warm_up(history)
     got: list[PairSnapshot] = []
-    stage.add_listener(got.extend)
+    stage.add_listener(lambda pairs, _symbols: got.extend(pairs))
     stage.on_bars(sorted((b for bars in closed for b in bars if b.ts >= cut), key=lambda b: b.ts))
     for window in WINDOWS:
         expected = batch(db, specs[0], window)

@@ -210,6 +210,10 @@ class RetentionSettings(BaseModel):
     feed_stats: Retention = Field(
         default=timedelta(days=30), description="Per-connection feed statistics."
     )
+    alerts: Retention = Field(
+        default=timedelta(days=365),
+        description="Alert events, delivered notifications and ended silences.",
+    )
     sweep_interval: PositiveDuration = Field(
         default=timedelta(hours=1), description="How often expired rows are deleted."
     )
@@ -237,6 +241,35 @@ class StorageSettings(BaseModel):
     )
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings, description="How long rows are kept."
+    )
+
+
+class AlertsSettings(BaseModel):
+    """Alert rules and the delivery of their notifications."""
+
+    model_config = _SECTION
+
+    rules_file: FilePath | None = Field(
+        default=None,
+        description=(
+            "YAML alert rules (docs/rules.md), reloaded when saved and on SIGHUP; a relative "
+            "path is from the working directory. Unset: no rules."
+        ),
+    )
+    watch_interval: PositiveDuration = Field(
+        default=timedelta(seconds=1),
+        description="How often the rules file is checked for a change.",
+    )
+    admin_notify: tuple[Literal["telegram", "mqtt", "webhook", "log"], ...] = Field(
+        default=("log",),
+        description="Notifiers that get the daemon's own notices (e.g. rules reload failed).",
+    )
+    retry_initial: PositiveDuration = Field(
+        default=timedelta(seconds=1),
+        description="First wait before a failed delivery is retried; doubles per failure.",
+    )
+    retry_max: PositiveDuration = Field(
+        default=timedelta(minutes=5), description="Longest wait between delivery attempts."
     )
 
 
@@ -269,6 +302,9 @@ class Settings(BaseSettings):
     bars: BarsSettings = Field(default_factory=BarsSettings, description="Bar building.")
     storage: StorageSettings = Field(
         default_factory=StorageSettings, description="The SQLite store."
+    )
+    alerts: AlertsSettings = Field(
+        default_factory=AlertsSettings, description="Alert rules and notification delivery."
     )
     pairs: tuple[Pair, ...] = Field(
         default=(), description="Pairs the analytics follow: [[pairs]] tables or 'Y/X' strings."

@@ -54,7 +54,7 @@ class SnapshotWriter(Protocol):
     def put_kalman_states(self, states: Sequence[KalmanState]) -> None: ...
 
 
-SnapshotListener = Callable[[Sequence[PairSnapshot]], None]
+SnapshotListener = Callable[[Sequence[PairSnapshot], Sequence[SymbolSnapshot]], None]
 
 
 def spec_of(pair: PairSettings, timeframe: str, bar_ms: int) -> PairSpec:
@@ -132,7 +132,7 @@ class AnalyticsStage:
         self.errors = 0
 
     def add_listener(self, listener: SnapshotListener) -> None:
-        """Hand every batch of new pair snapshots to ``listener`` too (rules, MQTT…)."""
+        """Hand every batch of new pair and symbol snapshots to ``listener`` (rules, MQTT…)."""
         self._listeners.append(listener)
 
     def on_bars(self, bars: Sequence[Bar]) -> None:
@@ -158,9 +158,10 @@ class AnalyticsStage:
         if pairs:
             self.pair_snapshots += len(pairs)
             self._remember(pairs)
+        if pairs or symbols:
             for listener in self._listeners:
                 try:
-                    listener(pairs)
+                    listener(pairs, symbols)
                 except Exception:
                     self.errors += 1
                     logger.exception("a snapshot listener (%r) failed", listener)

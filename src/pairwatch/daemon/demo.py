@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 
 from pairwatch.config.load import load_settings
 from pairwatch.config.pairs import PairSettings
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
+from pairwatch.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_RULES = "config/rules.example.yaml"
+"""The commented example rules file (``config/rules.example.yaml``), shipped in the package."""
 
 
 def demo_settings(settings: Settings, data_dir: Path) -> Settings:
@@ -28,7 +37,37 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
             )
             for y in feed.symbols[1:]
         )
-    return settings.model_copy(update=update)
+    demo = settings.model_copy(update=update)
+    if settings.alerts.rules_file is None:
+        rules = demo_rules(demo, data_dir)
+        if rules is not None:
+            alerts = settings.alerts.model_copy(update={"rules_file": rules})
+            demo = demo.model_copy(update={"alerts": alerts})
+    return demo
+
+
+def demo_rules(settings: Settings, data_dir: Path) -> Path | None:
+    """Return the demo's own copy of the example rules (made on first use), if it fits.
+
+    The copy is the user's to edit: the running demo reloads it on save. When it does not
+    fit the settings (other symbols or pairs), the demo runs without rules.
+    """
+    from pairwatch.config.rules_load import load_rules
+
+    path = data_dir.resolve() / "rules.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with resources.as_file(resources.files("pairwatch") / EXAMPLE_RULES) as example:
+            shutil.copyfile(example, path)
+    try:
+        load_rules(path, settings)
+    except ConfigError as exc:
+        logger.warning(
+            "demo: %s does not fit these settings, running without rules: %s",
+            path, "; ".join(exc.problems[:3]),
+        )  # fmt: skip
+        return None
+    return path
 
 
 async def run_demo(
@@ -52,6 +91,12 @@ async def run_demo(
         columns = "ts, hedge_ratio, zscore, correlation, kalman_beta, coint_pvalue"
         z = f"select {columns} from analytics where {where} order by ts desc limit 5"  # noqa: S608
         print(f'pairwatch demo: z-scores: sqlite3 -readonly {settings.db_path} "{z}"', flush=True)
+    if settings.alerts.rules_file is not None:
+        print(
+            f"pairwatch demo: alert rules {settings.alerts.rules_file} (edit and save: reloaded); "
+            "alerts appear in this log as ALERT lines",
+            flush=True,
+        )
     print("pairwatch demo: stop with Ctrl-C", flush=True)
     timer = None
     if duration is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -57,6 +57,8 @@ class Health:
     gaps: int = 0
     missed_ids: int = 0
     bars_closed: int = 0
+    gap_times: dict[str, deque[int]] = field(default_factory=dict)
+    """Per symbol: when its recent gaps were detected (epoch ms, the last 1,000)."""
     last_trade: dict[str, Trade] = field(default_factory=dict)
     """Per symbol: its last accepted trade (receive and exchange times, price)."""
     lag: LagWindow = field(default_factory=LagWindow)

@@ -8,6 +8,7 @@ bars and last ids are checkpointed together on a timer so a restart resumes exac
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
@@ -170,8 +171,13 @@ class Pipeline:
             sink(bars)
 
     def _record_gap(self, symbol: str, from_id: int, to_id: int, detected_at: int) -> None:
-        self._health.gaps += 1
-        self._health.missed_ids += to_id - from_id + 1
+        health = self._health
+        health.gaps += 1
+        health.missed_ids += to_id - from_id + 1
+        times = health.gap_times.get(symbol)
+        if times is None:
+            times = health.gap_times[symbol] = collections.deque(maxlen=1000)
+        times.append(detected_at)
         logger.warning(
             "%s: ids %d..%d missing (%d trades)", symbol, from_id, to_id, to_id - from_id + 1
         )

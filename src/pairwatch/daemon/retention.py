@@ -1,6 +1,7 @@
 """Retention: the deletes of rows older than a cutoff, and how they are run.
 
-``ticks``, ``gaps`` and ``feed_stats`` are purged along their time index. ``bars`` of one
+``ticks``, ``gaps``, ``feed_stats`` and the alert tables are purged along their time
+index (the outbox only of delivered or given-up rows). ``bars`` of one
 timeframe are purged per symbol, and the metrics tables per series (walked with one seek
 each): a primary-key range at a time, since those tables have no time index.
 """
@@ -19,6 +20,9 @@ TIME_COLUMNS: Final = {
     "feed_stats": "ts",
     "analytics": "ts",
     "symbol_analytics": "ts",
+    "alert_events": "at",
+    "outbox": "created_at",
+    "silences": "ends_at",
 }
 """Tables that retention may purge, with the epoch-ms column compared to the cutoff."""
 
@@ -43,7 +47,10 @@ PURGE_BARS = "DELETE FROM bars WHERE symbol = ? AND timeframe = ? AND ts < ?"
 def purge_sql(table: str) -> str:
     """Return the retention DELETE of a purgeable table (parameter: the cutoff)."""
     column = TIME_COLUMNS[table]  # a KeyError for anything but a known table
-    return f"DELETE FROM {table} WHERE {column} < ?"  # noqa: S608 -- names from TIME_COLUMNS
+    sql = f"DELETE FROM {table} WHERE {column} < ?"  # noqa: S608 -- names from TIME_COLUMNS
+    if table == "outbox":  # never a notification still waiting for delivery
+        sql += " AND (delivered_at IS NOT NULL OR failed_at IS NOT NULL)"
+    return sql
 
 
 def first_series_sql(table: str) -> str:

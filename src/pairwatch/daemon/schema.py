@@ -185,7 +185,95 @@ _V3: Final[tuple[str, ...]] = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+_V4: Final[tuple[str, ...]] = (
+    # Alerts (docs/rules.md): the lifecycle state of every rule × target, every transition,
+    # the notifications waiting for delivery, and silences. An event, its outbox rows and
+    # its alert's state are written in one transaction, before anything is delivered.
+    """
+    CREATE TABLE alert_state (
+        rule TEXT NOT NULL,
+        target TEXT NOT NULL,
+        timeframe TEXT,
+        window INTEGER,
+        phase TEXT NOT NULL CHECK (phase IN ('inactive', 'pending', 'firing')),
+        since INTEGER,
+        held_bars INTEGER NOT NULL,
+        notified_at INTEGER,
+        resolving_since INTEGER,
+        last_at INTEGER,
+        seen_data INTEGER NOT NULL,
+        no_data_since INTEGER,
+        no_data_bars INTEGER NOT NULL,
+        no_data_firing INTEGER NOT NULL,
+        previous TEXT,
+        muted_firing INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (rule, target)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        rule TEXT NOT NULL,
+        target TEXT NOT NULL,
+        timeframe TEXT,
+        window INTEGER,
+        kind TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        severity TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL,
+        threshold REAL,
+        message TEXT NOT NULL,
+        vals TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        notify INTEGER NOT NULL,
+        silenced INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX alert_events_at ON alert_events (at)",
+    "CREATE INDEX alert_events_rule_at ON alert_events (rule, at)",
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        notifier TEXT NOT NULL,
+        route TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        delivered_at INTEGER,
+        failed_at INTEGER,
+        last_error TEXT,
+        UNIQUE (key, notifier, route)
+    )
+    """,
+    # What the notifiers' workers look for: only undelivered rows are in this index.
+    """
+    CREATE INDEX outbox_pending ON outbox (notifier, id)
+    WHERE delivered_at IS NULL AND failed_at IS NULL
+    """,
+    "CREATE INDEX outbox_created_at ON outbox (created_at)",
+    """
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        target TEXT,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        reason TEXT,
+        cancelled_at INTEGER,
+        CHECK (ends_at > starts_at)
+    )
+    """,
+    "CREATE INDEX silences_ends_at ON silences (ends_at)",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)
 """``MIGRATIONS[n]``: the statements that upgrade ``user_version`` n to n + 1."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -230,6 +318,10 @@ TABLES: Final = (
     "analytics",
     "symbol_analytics",
     "kalman_state",
+    "alert_state",
+    "alert_events",
+    "outbox",
+    "silences",
 )
 """Every table of the current schema version."""
 

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -27,6 +28,7 @@ from pairwatch.analytics.engine import KalmanState
 from pairwatch.analytics.resample_kernel import warm_up
 from pairwatch.config.settings import Settings
 from pairwatch.daemon import store, store_reads
+from pairwatch.daemon.alert_service import AlertRuntime
 from pairwatch.daemon.analytics import AnalyticsStage, adf_schedule, pair_specs
 from pairwatch.daemon.health import Health
 from pairwatch.daemon.pipeline import Pipeline
@@ -45,6 +47,8 @@ Clock = Callable[[], int]
 
 TICK_SECONDS = 0.25
 FEED_STATS_SECONDS = 60.0
+ALERT_CLOCK_SECONDS = 1.0
+"""Rules on health values and stale targets are evaluated this often."""
 
 
 def wall_clock_ms() -> int:
@@ -95,6 +99,21 @@ def builtin_simulator(settings: Settings, now_ms: int) -> SimulatorOptions:
     return dataclasses.replace(options, model=dataclasses.replace(model, symbols=specs))
 
 
+def _on_sighup(alerts: AlertRuntime) -> bool:
+    """Reload the rules on SIGHUP (main thread only); return whether the handler is set."""
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, alerts.request_reload)
+    except (RuntimeError, NotImplementedError, ValueError):
+        return False  # not the main thread (or no signals here): reload by file watch only
+    return True
+
+
+def _off_sighup(installed: bool) -> None:
+    if installed:
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+
 def feed_label(settings: Settings) -> str:
     """Return the feed's name in ``symbol_state``: its ids are only comparable within it."""
     feed = settings.feed
@@ -112,6 +131,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.writer: Writer | None = None
         self.analytics: AnalyticsStage | None = None
+        self.alerts: AlertRuntime | None = None
         self.ready = asyncio.Event()
         self.base_url = settings.feed.stream_url_base
 
@@ -140,6 +160,7 @@ class Daemon:
         specs = pair_specs(settings)
         writer = self.writer = Writer(db_path, batch_max_rows=settings.storage.batch_max_rows)
         analytics = self.analytics = AnalyticsStage(specs, writer) if specs else None
+        alerts = self.alerts = AlertRuntime(settings, writer, self.health, clock=self.clock)
         last_ids, latest, history, finalized, kalman = await asyncio.to_thread(
             self._load_restart_point,
             label,
@@ -148,9 +169,12 @@ class Daemon:
             list(lengths),
             now - grace,
             analytics,
+            alerts,
         )
         await asyncio.to_thread(self._warm_up, analytics, history, kalman)
         writer.start()
+        if analytics is not None:
+            analytics.add_listener(alerts.stage.on_snapshots)
         if analytics is not None and finalized:
             # Bars left open at the last stop and closed at this start were never handed on:
             # their snapshots are computed (and stored) now, after the warm-up's bars.
@@ -173,7 +197,15 @@ class Daemon:
         if analytics is not None:
             pipeline.add_sink(analytics.on_bars)
             self.health.stages["analytics"] = analytics.counters
+        self.health.stages["alerts"] = alerts.stage.counters
+        self.health.stages["delivery"] = lambda: {
+            f"{name}_{key}": value
+            for name, c in alerts.dispatcher.counters().items()
+            for key, value in (("delivered", c.delivered), ("retried", c.retried),
+                               ("failed", c.failed))
+        }  # fmt: skip
         tasks: list[asyncio.Task[Any]] = []
+        hangup = False
         adf_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adf")
         scheduler = self._scheduler(writer, analytics, adf_worker)
         try:
@@ -182,6 +214,8 @@ class Daemon:
                 for i, f in enumerate(self._feeds(pipeline))
             ]
             tasks.append(asyncio.create_task(self._clock_loop(pipeline, grace), name="bar-clock"))
+            tasks.append(asyncio.create_task(alerts.run(), name="alerts"))
+            hangup = _on_sighup(alerts)
             scheduler.start()
             logger.info(
                 "pairwatch %s running: %d symbols, timeframes %s, db %s",
@@ -199,6 +233,7 @@ class Daemon:
                     raise task.exception()  # type: ignore[misc]
         finally:
             logger.info("shutting down")
+            _off_sighup(hangup)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -209,6 +244,7 @@ class Daemon:
             pipeline.checkpoint()
             if analytics is not None:
                 analytics.checkpoint()
+            alerts.stage.checkpoint()
             await asyncio.to_thread(writer.close, 30.0)
             unwritten = writer.queue_depth + writer.rows_dropped
             logger.info(
@@ -230,6 +266,7 @@ class Daemon:
         timeframes: Sequence[str],
         ended_by: int,
         analytics: AnalyticsStage | None,
+        alerts: AlertRuntime,
     ) -> tuple[
         dict[str, tuple[int, int]], dict[tuple[str, str], Bar], list[Bar], list[Bar],
         list[KalmanState],
@@ -246,6 +283,7 @@ class Daemon:
             # configured), are final now: nothing will ever add to them.
             closed_now = set(store.finalize_open_bars(conn, ended_by))
             history = [] if analytics is None else analytics.load_history(conn)
+            alerts.load(conn)  # a ConfigError (invalid rules file) stops the start here
             return (
                 store_reads.load_symbol_state(conn, market, stream),
                 store_reads.load_latest_bars(conn, symbols, timeframes),
@@ -300,14 +338,20 @@ class Daemon:
         checkpoint_every = settings.bars.checkpoint_interval.total_seconds()
         next_checkpoint = time.monotonic() + checkpoint_every
         next_stats = time.monotonic() + FEED_STATS_SECONDS
+        next_alerts = time.monotonic() + ALERT_CLOCK_SECONDS
         while True:
             await asyncio.sleep(TICK_SECONDS)
             pipeline.advance(self.clock(), grace)
             now = time.monotonic()
+            if self.alerts is not None and now >= next_alerts:
+                self.alerts.stage.on_clock(self.clock())
+                next_alerts = now + ALERT_CLOCK_SECONDS
             if now >= next_checkpoint:
                 pipeline.checkpoint()
                 if self.analytics is not None:
                     self.analytics.checkpoint()
+                if self.alerts is not None:
+                    self.alerts.stage.checkpoint()
                 next_checkpoint = now + checkpoint_every
             if now >= next_stats:
                 self._write_feed_stats()
@@ -349,6 +393,9 @@ class Daemon:
                 ("ticks", retention.ticks),
                 ("gaps", retention.gaps),
                 ("feed_stats", retention.feed_stats),
+                ("alert_events", retention.alerts),
+                ("outbox", retention.alerts),
+                ("silences", retention.alerts),
             ):
                 if keep is not None:
                     writer.purge(table, now - _ms(keep))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pairwatch.analytics.engine import KalmanState
 from pairwatch.analytics.resample_kernel import BarArrays
+from pairwatch.daemon.alert_rows import Delivery, Notification, StoredState
 from pairwatch.daemon.feed_rows import FeedStatsRow, SymbolState, bar_array_rows
 from pairwatch.daemon.retention import check_purge
 from pairwatch.daemon.store import DEFAULT_BUSY_TIMEOUT_MS, open_store
@@ -32,7 +33,9 @@ from pairwatch.daemon.writer_batch import (
     WRITE_KALMAN,
     WRITE_STATES,
     WRITE_TICKS,
+    AlertWrite,
     Checkpoint,
+    Deliveries,
     Flush,
     Op,
     Purge,
@@ -43,7 +46,7 @@ from pairwatch.daemon.writer_batch import (
     write_batch,
 )
 from pairwatch.errors import StoreError
-from pairwatch.events import Bar, Gap, PairSnapshot, SymbolSnapshot, Trade
+from pairwatch.events import AlertEvent, Bar, Gap, PairSnapshot, SymbolSnapshot, Trade
 
 __all__ = ["FeedStatsRow", "SymbolState", "Writer"]
 
@@ -101,6 +104,10 @@ class Writer:
         self.analytics_written = 0
         self.symbol_analytics_written = 0
         self.kalman_states_written = 0
+        self.alert_events_written = 0
+        self.outbox_written = 0
+        self.alert_states_written = 0
+        self.deliveries_written = 0
         self.rows_purged = 0
         self.transactions = 0
         self.errors = 0
@@ -188,6 +195,22 @@ class Writer:
         """Queue Kalman filter states to upsert into ``kalman_state`` (one row per series)."""
         if states:
             self._put(Rows(WRITE_KALMAN, tuple(states)))
+
+    def put_alerts(
+        self,
+        events: Sequence[tuple[AlertEvent, bool]],
+        notifications: Sequence[Notification] = (),
+        states: Sequence[StoredState] = (),
+        forget: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Queue ``(event, silenced)`` pairs, their outbox rows and alert states together."""
+        if events or notifications or states or forget:
+            self._put(AlertWrite(tuple(events), tuple(notifications), tuple(states), tuple(forget)))
+
+    def put_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Queue the outcomes of outbox deliveries."""
+        if deliveries:
+            self._put(Deliveries(tuple(deliveries)))
 
     def purge(self, table: str, before_ts: int, timeframe: str | None = None) -> None:
         """Queue a retention delete of rows older than ``before_ts`` (epoch ms)."""

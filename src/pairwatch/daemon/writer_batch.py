@@ -15,6 +15,19 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from pairwatch.daemon.alert_rows import (
+    DELETE_ALERT_STATE,
+    INSERT_ALERT_EVENT,
+    INSERT_OUTBOX,
+    UPSERT_ALERT_STATE,
+    Delivery,
+    Notification,
+    StoredState,
+    delivery_rows,
+    event_rows,
+    outbox_rows,
+    state_rows,
+)
 from pairwatch.daemon.feed_rows import (
     INSERT_GAPS,
     INSERT_TICKS,
@@ -38,7 +51,7 @@ from pairwatch.daemon.metrics_schema import (
 )
 from pairwatch.daemon.retention import purge_rows
 from pairwatch.daemon.schema import Row
-from pairwatch.events import Bar
+from pairwatch.events import AlertEvent, Bar
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +132,35 @@ class Flush:
     size: int = 0
 
 
-Op = Rows | Purge | Checkpoint | Flush
+@dataclass(frozen=True, slots=True)
+class AlertWrite:
+    """Alert events, their outbox rows and their alerts' states: one transaction, never split.
+
+    ``forget`` lists (rule, target) alerts whose stored state is deleted (rules removed).
+    """
+
+    events: Sequence[tuple[AlertEvent, bool]]
+    notifications: Sequence[Notification]
+    states: Sequence[StoredState]
+    forget: Sequence[tuple[str, str]] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.events) + len(self.notifications) + len(self.states) + len(self.forget)
+
+
+@dataclass(frozen=True, slots=True)
+class Deliveries:
+    """Outcomes of outbox deliveries (delivered, retry later, given up)."""
+
+    items: Sequence[Delivery]
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+Op = Rows | Purge | Checkpoint | Flush | AlertWrite | Deliveries
 
 
 def cut_batch(queue: collections.deque[Op], limit: int) -> list[Op]:
@@ -175,6 +216,13 @@ def write_batch(
                 for statement, items in ((WRITE_BARS, op.bars), (WRITE_STATES, op.states)):
                     cursor = conn.executemany(statement.sql, statement.rows(items, now))
                     counts[statement.counter] = counts.get(statement.counter, 0) + cursor.rowcount
+            elif isinstance(op, AlertWrite):
+                _write_alerts(conn, op, now, counts)
+            elif isinstance(op, Deliveries):
+                for sql, rows in delivery_rows(op.items).items():
+                    if rows:
+                        conn.executemany(sql, rows)
+                counts["deliveries_written"] = counts.get("deliveries_written", 0) + op.size
             elif isinstance(op, Purge):
                 purged = purge_rows(conn, op.table, op.before_ts, op.timeframe)
                 counts["rows_purged"] = counts.get("rows_purged", 0) + purged
@@ -185,6 +233,21 @@ def write_batch(
             conn.execute("ROLLBACK")
         raise
     return counts
+
+
+def _write_alerts(
+    conn: sqlite3.Connection, op: AlertWrite, now: int, counts: dict[str, int]
+) -> None:
+    if op.forget:  # first: a state written below may be a new alert under the same key
+        conn.executemany(DELETE_ALERT_STATE, op.forget)
+    for sql, rows, counter in (
+        (INSERT_ALERT_EVENT, event_rows(op.events, now), "alert_events_written"),
+        (INSERT_OUTBOX, outbox_rows(op.notifications, now), "outbox_written"),
+        (UPSERT_ALERT_STATE, state_rows(op.states, now), "alert_states_written"),
+    ):
+        if rows:
+            cursor = conn.executemany(sql, rows)
+            counts[counter] = counts.get(counter, 0) + cursor.rowcount
 
 
 def resolve(future: Future[None], error: BaseException | None) -> None:

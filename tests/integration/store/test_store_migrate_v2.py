@@ -55,15 +55,17 @@ def create_v1_store(path: Path) -> None:
         raw.close()
 
 
-def test_a_version_1_file_migrates_to_version_3_and_keeps_its_bars(tmp_path: Path) -> None:
+def test_a_version_1_file_migrates_to_the_current_version_and_keeps_its_bars(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "pairwatch.db"
     create_v1_store(path)
-    with pytest.raises(StoreError, match="schema version 1, older than 3"):
+    with pytest.raises(StoreError, match=f"schema version 1, older than {schema.SCHEMA_VERSION}"):
         open_store(path, readonly=True)
 
     conn = open_store(path)
     try:
-        assert schema_version(conn) == 3
+        assert schema_version(conn) == schema.SCHEMA_VERSION
         assert [(b.ts, b.close) for b in read_bars(conn, "BTCUSDT", "1m")] == [
             (T0, 100.0),
             (T0 + 60_000, 101.0),
@@ -80,7 +82,7 @@ def test_a_version_1_file_migrates_to_version_3_and_keeps_its_bars(tmp_path: Pat
         conn.close()
     reader = open_store(path, readonly=True)
     try:
-        assert schema_version(reader) == 3
+        assert schema_version(reader) == schema.SCHEMA_VERSION
     finally:
         reader.close()
 
@@ -139,7 +141,7 @@ async def test_a_newly_registered_metric_becomes_a_column_and_is_written(
     try:
         assert table_columns(conn, "analytics") == [*PAIR_COLUMNS_V2, "hurst"]
         assert table_columns(conn, "symbol_analytics") == [*SYMBOL_COLUMNS_V2, "skew"]
-        assert schema_version(conn) == 3
+        assert schema_version(conn) == schema.SCHEMA_VERSION
         assert add_metric_columns(conn) == []  # idempotent
     finally:
         conn.close()
@@ -178,7 +180,7 @@ def test_a_version_1_file_gets_new_metric_columns_after_its_migration(
 
     conn = open_store(path)
     try:
-        assert schema_version(conn) == 3
+        assert schema_version(conn) == schema.SCHEMA_VERSION
         assert table_columns(conn, "analytics") == [*PAIR_COLUMNS_V2, "hurst"]
         assert count_rows(conn, "bars") == 2
     finally:

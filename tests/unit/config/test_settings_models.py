@@ -96,8 +96,16 @@ def test_defaults_dump_as_they_are_written_in_toml() -> None:
                 "bars": {"1s": "7d"},
                 "gaps": "90d",
                 "feed_stats": "30d",
+                "alerts": "365d",
                 "sweep_interval": "1h",
             },
+        },
+        "alerts": {
+            "rules_file": None,
+            "watch_interval": "1s",
+            "admin_notify": ["log"],
+            "retry_initial": "1s",
+            "retry_max": "5m",
         },
         "pairs": [],
     }

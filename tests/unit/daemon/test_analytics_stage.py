@@ -111,7 +111,7 @@ def test_a_failure_inside_the_stage_is_counted_and_never_raised() -> None:
     writer = Recorder()
     stage = AnalyticsStage([spec()], writer)
 
-    def broken(snapshots: Sequence[PairSnapshot]) -> None:
+    def broken(snapshots: Sequence[PairSnapshot], symbols: Sequence[SymbolSnapshot]) -> None:
         raise RuntimeError("listener bug")
 
     stage.add_listener(broken)

@@ -1,0 +1,179 @@
+"""The alert stage in the running daemon: start-up, the rules-file watch, silences, delivery.
+
+``AlertRuntime`` owns the ``AlertStage`` (rules, states, events), the ``Dispatcher``
+(outbox delivery, one worker per notifier) and one task that watches the rules file and
+re-reads the silences ``pairwatch mute`` stores. SIGHUP asks for a reload too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from pairwatch.config.rules import RulesFile
+from pairwatch.config.rules_load import load_rules
+from pairwatch.config.settings import Settings
+from pairwatch.daemon import alert_rows
+from pairwatch.daemon.alerts import AlertStage, RulesWatch
+from pairwatch.daemon.health import Health
+from pairwatch.daemon.store import open_store
+from pairwatch.daemon.writer import Writer
+from pairwatch.notifiers.log import LogNotifier
+from pairwatch.notifiers.outbox import Dispatcher, Notifier
+
+logger = logging.getLogger(__name__)
+
+WATCH_SETTLE_S = 0.1
+"""After a change is seen, wait this long for the file to settle before reading it."""
+
+
+class AlertRuntime:
+    """Rules, silences and notification delivery of one daemon."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        writer: Writer,
+        health: Health,
+        *,
+        clock: Callable[[], int],
+        notifiers: list[Notifier] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.path = settings.alerts.rules_file
+        self._writer = writer
+        self._clock = clock
+        alerts = settings.alerts
+        notifiers = notifiers if notifiers is not None else [LogNotifier()]
+        self.dispatcher = Dispatcher(
+            notifiers,
+            settings.db_path,
+            writer,
+            retry_initial=alerts.retry_initial.total_seconds(),
+            retry_max=alerts.retry_max.total_seconds(),
+            clock=clock,
+        )
+        self.stage = AlertStage(
+            writer,
+            health,
+            pairs=[p.name for p in settings.pairs],
+            symbols=settings.feed.symbols,
+            clock=clock,
+            grace_ms=int(settings.bars.grace.total_seconds() * 1000),
+            admin_notify=alerts.admin_notify,
+            notifiers=self.dispatcher.names,
+            on_stored=self._kick_when_stored,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch = RulesWatch(self.path) if self.path is not None else None
+        self._reload_requests: asyncio.Queue[str] | None = None
+        self._reader: sqlite3.Connection | None = None
+        self.reloaded = asyncio.Event()
+        """Set after every reload attempt (tests wait on it)."""
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        """At start-up (in a worker): load the rules and the stored alert states.
+
+        Raises ``ConfigError`` when the rules file is invalid: the daemon does not start.
+        """
+        rules = self._load() if self.path is not None else RulesFile()
+        stored = alert_rows.load_alert_states(conn)
+        muted_keys = [(s.rule, s.target) for s in stored if s.muted_firing]
+        muted = alert_rows.load_raising_events(conn, muted_keys)
+        self.stage.install(rules, stored, muted)
+        self.stage.set_silences(alert_rows.load_silences(conn, self._clock()))
+        if self.path is not None:
+            firing = sum(s.phase == "firing" for s in self.stage.engine.states.values())
+            logger.info(
+                "rules: %d from %s, %d alerts (%d firing, restored from the store)",
+                len(rules.rules), self.path, len(self.stage.engine.states), firing,
+            )  # fmt: skip
+
+    def _load(self) -> RulesFile:
+        assert self.path is not None
+        if self._watch is not None:
+            self._watch.signature = self._watch.read()  # what this load reads
+        return load_rules(self.path, self.settings)
+
+    def request_reload(self, why: str = "SIGHUP") -> None:
+        """Ask for a reload of the rules file (e.g. from a SIGHUP handler on the loop)."""
+        if self._reload_requests is not None:
+            self._reload_requests.put_nowait(why)
+
+    async def run(self) -> None:
+        """Deliver notifications and watch the rules file and silences until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self._reload_requests = asyncio.Queue()
+        tasks = [asyncio.create_task(self.dispatcher.run(), name="dispatcher")]
+        tasks.append(asyncio.create_task(self._reloader(), name="rules-reload"))
+        tasks.append(asyncio.create_task(self._watcher(), name="rules-watch"))
+        self.dispatcher.kick()  # whatever the last run left in the outbox
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    async def _reloader(self) -> None:
+        assert self._reload_requests is not None
+        while True:
+            why = await self._reload_requests.get()
+            if self.path is None:
+                logger.info("reload asked (%s): no rules file configured", why)
+                continue
+            try:
+                await self.stage.reload(self._load, why)
+            finally:
+                self.reloaded.set()
+
+    async def _watcher(self) -> None:
+        interval = self.settings.alerts.watch_interval.total_seconds()
+        missing = False
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._refresh_silences()
+            except Exception as exc:  # a busy or failing store: try again next time
+                logger.warning("reading silences failed: %s", exc)
+            watch = self._watch
+            if watch is None or not watch.changed():
+                missing = False
+                continue
+            if watch.read() is None and not missing:
+                missing = True  # an editor's atomic save may be between unlink and rename
+                continue
+            missing = False
+            await asyncio.sleep(WATCH_SETTLE_S)
+            if watch.changed():
+                self.request_reload("file changed")
+
+    async def _refresh_silences(self) -> None:
+        now = self._clock()
+        silences = await asyncio.to_thread(self._read_silences, now)
+        self.stage.set_silences(silences)
+
+    def _read_silences(self, now: int) -> list[alert_rows.Silence]:
+        if self._reader is None:
+            self._reader = open_store(self.settings.db_path, readonly=True, check_same_thread=False)
+        return alert_rows.load_silences(self._reader, now)
+
+    def _kick_when_stored(self) -> None:
+        """Wake the delivery workers once what is queued now is committed."""
+        loop = self._loop
+        if loop is None:
+            return  # not running yet: run() kicks at its start
+        future: Future[None] = self._writer.flush()
+
+        def committed(_: Future[None]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the next start delivers
+                loop.call_soon_threadsafe(self.dispatcher.kick)
+
+        future.add_done_callback(committed)
