@@ -225,3 +225,29 @@ def test_mute_refuses_unknown_rules_and_bad_durations(tmp_path: Path) -> None:
     assert query(db, "select rule, target, ends_at - starts_at from silences") == [
         ("always", "ETHUSDT/BTCUSDT", 5_400_000)
     ]
+
+
+async def test_the_demo_runs_the_example_rules_and_its_z_rule_fires_within_two_minutes(
+    tmp_path: Path,
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pairwatch", "demo", "--data-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(120):
+            while not any("ALERT [info] firing ethbtc-z-fast" in line for line in lines):
+                raw = await process.stdout.readline()
+                assert raw, "demo exited:\n" + "".join(lines)
+                lines.append(raw.decode())
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert f"alert rules {tmp_path / 'rules.yaml'}" in "".join(lines)
+    example = Path(__file__).parents[2] / "config" / "rules.example.yaml"
+    assert (tmp_path / "rules.yaml").read_text() == example.read_text()  # its own copy
+    assert "ETHUSDT/BTCUSDT z = " in lines[-1]
+    assert b"stopped: " in rest
