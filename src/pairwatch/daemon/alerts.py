@@ -179,8 +179,12 @@ class AlertStage:
 
         from pairwatch.errors import ConfigError
 
+        def load_and_index() -> tuple[RulesFile, RuleEngine]:
+            rules = load()  # the engine is built here too: only the swap runs on the loop
+            return rules, RuleEngine(rules.rules, pairs=self._pairs, symbols=self._symbols)
+
         try:
-            rules = await asyncio.to_thread(load)
+            rules, engine = await asyncio.to_thread(load_and_index)
         except ConfigError as exc:
             self.reload_failures += 1
             logger.error("rules reload (%s) failed: the previous rules keep running", why)
@@ -195,30 +199,34 @@ class AlertStage:
                 f"{len(exc.problems)} problem(s); the previous rules keep running:\n{shown}",
             )
             return False
-        self.replace(rules)
+        self.replace(rules, engine)
         self.reloads += 1
         logger.info("rules reloaded (%s): %d rules, %d alerts", why, len(rules.rules),
                     len(self.engine.states))  # fmt: skip
         return True
 
-    def replace(self, rules: RulesFile) -> None:
-        """Swap in new rules now, carrying the state of alerts that did not change."""
+    def replace(self, rules: RulesFile, engine: RuleEngine | None = None) -> None:
+        """Swap in new rules now, carrying the state of alerts that did not change.
+
+        ``engine``: the new rules' engine, if already built (fresh: no state yet).
+        """
         old_engine, old_rules = self.engine, self._rules
-        engine = RuleEngine(rules.rules, pairs=self._pairs, symbols=self._symbols)
+        if engine is None:
+            engine = RuleEngine(rules.rules, pairs=self._pairs, symbols=self._symbols)
         series = {r.name: series_of(r) for r in rules.rules}
         now = self._clock()
         events: list[AlertEvent] = []
         forget: list[AlertKey] = []
+        kept = {n: series[n] == series_of(r) for n, r in old_rules.items() if n in series}
         for key, old in old_engine.states.items():
             new = engine.states.get(key)
-            old_rule = old_rules[key[0]]
-            if new is not None and series[key[0]] == series_of(old_rule):
+            if new is not None and kept[key[0]]:
                 _copy_state(old, new)
                 continue
             forget.append(key)
             self._saved.pop(key, None)
             if old.phase == "firing":
-                events.append(_gone(old_rule, key[1], now))
+                events.append(_gone(old_rules[key[0]], key[1], now))
         self._swap(engine, rules)
         if events:
             self._emit(events, old_rules, forget=forget)
@@ -454,10 +462,13 @@ class RulesWatch:
         return self.read() != self.signature
 
 
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(AlertState))
+
+
 def _copy_state(source: AlertState, target: AlertState) -> None:
     """Copy every field of ``source`` into ``target`` (the engine keeps ``target``)."""
-    for f in dataclasses.fields(AlertState):
-        setattr(target, f.name, getattr(source, f.name))
+    for name in _STATE_FIELDS:
+        setattr(target, name, getattr(source, name))
 
 
 def _gone(rule: Rule, target: str, now: int) -> AlertEvent:
