@@ -114,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--from", dest="from_", metavar="TIME", help="ISO time or epoch ms")
     test.add_argument("--to", metavar="TIME", help="ISO time or epoch ms (exclusive)")
     test.add_argument("--limit", type=_count, default=200, help="transitions shown (default 200)")
+    test.add_argument(
+        "--demo", action="store_true", help="with the demo's settings (its pair and windows)"
+    )
     _common_args(test)
     add_mute_args(verbs)
     return parser
@@ -237,6 +240,10 @@ def _rules_test(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level or "WARNING")
     settings = load_settings(args.config)
+    if args.demo:
+        from pairwatch.daemon.demo import demo_settings
+
+        settings = demo_settings(settings, Path(tempfile.gettempdir()))
     rules = load_rules(args.file, settings)
     span = (_epoch_ms(args.from_, "--from"), _epoch_ms(args.to, "--to"))
     with tempfile.TemporaryDirectory(prefix="pairwatch-backtest-") as tmp:

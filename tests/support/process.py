@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sqlite3
 import sys
 from pathlib import Path
+
+STARTED: list[asyncio.subprocess.Process] = []
+"""Every daemon process started, so a failing test's are killed (``kill_leftovers``)."""
+
+
+def kill_leftovers() -> None:
+    """Kill the daemons a test started and did not stop (it failed half way)."""
+    while STARTED:
+        process = STARTED.pop()
+        if process.returncode is None:  # (the test's loop is closed: signal the pid itself)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
 
 
 class Daemon:
@@ -22,6 +36,7 @@ class Daemon:
             sys.executable, "-m", "pairwatch", "run", "--config", str(self.config),
             stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        STARTED.append(self.process)
         await self.wait_for_line("connected to ")
 
     async def wait_for_line(self, text: str, timeout: float = 30.0) -> str:  # noqa: ASYNC109

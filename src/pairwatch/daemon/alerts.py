@@ -119,6 +119,13 @@ class AlertStage:
         self._admin = tuple(admin_notify)
         self._notifiers = frozenset(notifiers)
         self._on_stored = on_stored
+        waiting = [n for n in self._admin if n not in self._notifiers]
+        if waiting:
+            logger.warning(
+                "alerts.admin_notify names notifiers that are not configured (%s): their "
+                "notices wait in the outbox until they are",
+                ", ".join(waiting),
+            )
         self.engine = RuleEngine((), pairs=self._pairs, symbols=self._symbols)
         self._rules: dict[str, Rule] = {}
         self.silences: list[Silence] = []

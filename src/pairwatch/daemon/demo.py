@@ -37,13 +37,18 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
             )
             for y in feed.symbols[1:]
         )
-    demo = settings.model_copy(update=update)
-    if settings.alerts.rules_file is None:
-        rules = demo_rules(demo, data_dir)
-        if rules is not None:
-            alerts = settings.alerts.model_copy(update={"rules_file": rules})
-            demo = demo.model_copy(update={"alerts": alerts})
-    return demo
+    return settings.model_copy(update=update)
+
+
+def with_demo_rules(settings: Settings, data_dir: Path) -> Settings:
+    """Return ``settings`` with the demo's own rules file, unless one is configured."""
+    if settings.alerts.rules_file is not None:
+        return settings
+    rules = demo_rules(settings, data_dir)
+    if rules is None:
+        return settings
+    alerts = settings.alerts.model_copy(update={"rules_file": rules})
+    return settings.model_copy(update={"alerts": alerts})
 
 
 def demo_rules(settings: Settings, data_dir: Path) -> Path | None:
@@ -78,7 +83,7 @@ async def run_demo(
     duration: float | None = None,
 ) -> None:
     """Run the daemon on simulated trades of the configured symbols until stopped."""
-    settings = demo_settings(load_settings(config), data_dir)
+    settings = with_demo_rules(demo_settings(load_settings(config), data_dir), data_dir)
     daemon = Daemon(settings)
     query = "select * from bars where timeframe='1m' order by ts desc limit 5"
     print(f"pairwatch demo: bars go to {settings.db_path}", flush=True)

@@ -83,8 +83,8 @@ def test_example_fast_z_rule_is_on_the_demo_pairs_shortest_timeframe_and_window(
     assert (rule.timeframe, rule.window) == (settings.bars.timeframe_lengths[0][0], 30)
     assert rule.when == Comparison("zscore", ">=", 2.0, absolute=True)
     assert rule.for_ == Hold(bars=3)
-    assert rule.clear == Comparison("zscore", "<", 0.5, absolute=True)
-    assert rule.keep_firing_for == timedelta(seconds=5)
+    assert rule.clear == Comparison("zscore", "<", 1.0, absolute=True)
+    assert rule.keep_firing_for == timedelta(seconds=2)
     assert rule.repeat_every is None
     assert (rule.severity, rule.no_data, rule.notify_resolved) == ("info", "keep", True)
     assert rule.labels == {"strategy": "demo"}
