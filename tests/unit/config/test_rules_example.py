@@ -89,7 +89,8 @@ def test_example_fast_z_rule_is_on_the_demo_pairs_shortest_timeframe_and_window(
     assert (rule.severity, rule.no_data, rule.notify_resolved) == ("info", "keep", True)
     assert rule.labels == {"strategy": "demo"}
     assert rule.when.holds({"zscore": -2.1}) is True
-    assert rule.clear.holds({"zscore": 0.7}) is False
+    assert rule.clear.holds({"zscore": 1.2}) is False
+    assert rule.clear.holds({"zscore": -0.7}) is True
 
 
 def test_example_cointegration_crossing_and_symbol_rules(settings: Settings) -> None:
