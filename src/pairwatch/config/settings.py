@@ -22,6 +22,12 @@ from pairwatch.config.field_types import (
     TimeframeList,
     WebsocketUrlOrNone,
 )
+from pairwatch.config.notifier_settings import (
+    NOTIFIER_CREDENTIALS,
+    MqttSettings,
+    TelegramSettings,
+    WebhookSettings,
+)
 from pairwatch.config.pairs import Pair
 from pairwatch.config.sources import (
     ENV_NESTED_DELIMITER,
@@ -33,11 +39,11 @@ from pairwatch.config.sources import (
     state_directory_data,
 )
 
-CREDENTIALS: dict[str, tuple[str, ...]] = {}
+CREDENTIALS: dict[str, tuple[str, ...]] = {**NOTIFIER_CREDENTIALS}
 """Credential file name -> settings path it fills, e.g. ``"telegram_token": ("telegram", "token")``.
 
-Files are read from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``). Empty until a
-feature needs a secret; such a field is a ``SecretStr`` so it never shows in repr or logs.
+Files are read from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``); such a field
+is a ``SecretStr`` so it never shows in repr or logs.
 """
 
 DEFAULT_BASE_URLS: dict[str, str] = {
@@ -305,6 +311,13 @@ class Settings(BaseSettings):
     )
     alerts: AlertsSettings = Field(
         default_factory=AlertsSettings, description="Alert rules and notification delivery."
+    )
+    telegram: TelegramSettings = Field(
+        default_factory=TelegramSettings, description="The Telegram bot."
+    )
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="The MQTT broker.")
+    webhook: WebhookSettings = Field(
+        default_factory=WebhookSettings, description="The webhook notifier."
     )
     pairs: tuple[Pair, ...] = Field(
         default=(), description="Pairs the analytics follow: [[pairs]] tables or 'Y/X' strings."

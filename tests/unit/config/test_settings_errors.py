@@ -44,11 +44,11 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
 
 
 def test_unknown_table_and_top_level_key_in_file(tmp_path: Path) -> None:
-    text = '[telegram]\ntoken = "x"\n\n[feed]\nmarket = "spot"\n'
+    text = '[slack]\ntoken = "x"\n\n[feed]\nmarket = "spot"\n'
     text = "verbose = true\n" + text
     assert problems(text, tmp_path) == [
         f"{tmp_path}/pairwatch.toml:1: verbose: unknown key",
-        f"{tmp_path}/pairwatch.toml:2: telegram: unknown key",
+        f"{tmp_path}/pairwatch.toml:2: slack: unknown key",
     ]
 
 

@@ -181,9 +181,32 @@ class SecretSettings(Settings):
     telegram: TelegramSection = Field(default_factory=TelegramSection, description="Bot.")
 
 
-def test_credentials_registry_is_empty_until_a_feature_needs_a_secret() -> None:
-    assert CREDENTIALS == {}
-    assert Settings.credential_files == {}
+def test_credentials_registry_names_the_notifiers_secrets() -> None:
+    expected = {
+        "telegram_token": ("telegram", "token"),
+        "mqtt_password": ("mqtt", "password"),
+        "webhook_secret": ("webhook", "secret"),
+    }
+    assert expected == CREDENTIALS
+    assert Settings.credential_files == expected
+
+
+def test_notifier_secrets_come_from_the_credentials_directory_and_never_show(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "telegram_token").write_text("123:abc\n", encoding="utf-8")
+    (tmp_path / "mqtt_password").write_text("hunter2", encoding="utf-8")
+    settings = load_settings(
+        environ={"CREDENTIALS_DIRECTORY": str(tmp_path), "PAIRWATCH_MQTT__USERNAME": "pw"}
+    )
+    assert settings.telegram.token is not None
+    assert settings.telegram.token.get_secret_value() == "123:abc"
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "hunter2"
+    assert settings.telegram.enabled
+    assert not settings.mqtt.enabled  # no host
+    assert "123:abc" not in repr(settings)
+    assert "hunter2" not in repr(settings)
 
 
 def test_secret_is_read_from_credentials_directory(tmp_path: Path) -> None:
