@@ -20,7 +20,7 @@ from pairwatch.config.settings import Settings
 from pairwatch.daemon import alert_rows
 from pairwatch.daemon.alerts import AlertStage, RulesWatch
 from pairwatch.daemon.health import Health
-from pairwatch.daemon.store import open_store
+from pairwatch.daemon.store import ReadConnection
 from pairwatch.daemon.writer import Writer
 from pairwatch.notifiers.log import LogNotifier
 from pairwatch.notifiers.outbox import Dispatcher, Notifier
@@ -71,7 +71,7 @@ class AlertRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch = RulesWatch(self.path) if self.path is not None else None
         self._reload_requests: asyncio.Queue[str] | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._reader = ReadConnection(settings.db_path)
         self.reloaded = asyncio.Event()
         """Set after every reload attempt (tests wait on it)."""
 
@@ -118,9 +118,7 @@ class AlertRuntime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+            await asyncio.to_thread(self._reader.close)  # after a read still running
 
     async def _reloader(self) -> None:
         assert self._reload_requests is not None
@@ -161,9 +159,7 @@ class AlertRuntime:
         self.stage.set_silences(silences)
 
     def _read_silences(self, now: int) -> list[alert_rows.Silence]:
-        if self._reader is None:
-            self._reader = open_store(self.settings.db_path, readonly=True, check_same_thread=False)
-        return alert_rows.load_silences(self._reader, now)
+        return self._reader.read(lambda conn: alert_rows.load_silences(conn, now))
 
     def _kick_when_stored(self) -> None:
         """Wake the delivery workers once what is queued now is committed."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from pairwatch import __version__
 from pairwatch.analytics.timeframes import parse_timeframe
@@ -23,6 +25,8 @@ from pairwatch.errors import StoreError
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
+
+T = TypeVar("T")
 
 
 def open_store(
@@ -253,3 +257,35 @@ def _check_unclaimed(conn: sqlite3.Connection, name: Path | str) -> None:
 
 def _is_not_a_db(exc: sqlite3.DatabaseError) -> bool:
     return "not a database" in str(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB"
+
+
+class ReadConnection:
+    """A read-only connection opened on first use and used from worker threads.
+
+    ``read`` runs under a lock, and ``close`` takes the same lock: a read still running in
+    a worker when its awaiting task is cancelled is never left with a closed connection
+    (closing an SQLite connection that another thread is using can crash the process).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``query`` on the connection (call from a worker thread)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"read connection to {self._path} is closed")
+            if self._conn is None:
+                self._conn = open_store(self._path, readonly=True, check_same_thread=False)
+            return query(self._conn)
+
+    def close(self) -> None:
+        """Close the connection once no read is running."""
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

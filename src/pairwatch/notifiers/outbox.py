@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pairwatch.daemon.alert_rows import Delivery, OutboxItem, load_pending_outbox
-from pairwatch.daemon.store import open_store
+from pairwatch.daemon.store import ReadConnection
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +71,9 @@ class NotifierCounters:
 @dataclass(slots=True)
 class _Worker:
     notifier: Notifier
+    reader: ReadConnection
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     counters: NotifierCounters = field(default_factory=NotifierCounters)
-    conn: sqlite3.Connection | None = None
 
 
 class Dispatcher:
@@ -90,12 +89,13 @@ class Dispatcher:
         retry_max: float = 300.0,
         clock: Callable[[], int] | None = None,
     ) -> None:
-        self._workers = {n.name: _Worker(n) for n in notifiers}
+        self._workers = {n.name: _Worker(n, ReadConnection(db_path)) for n in notifiers}
         self._db_path = db_path
         self._writer = writer
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self._progress = asyncio.Condition()
 
     @property
     def names(self) -> list[str]:
@@ -106,6 +106,11 @@ class Dispatcher:
         """Wake the workers: new outbox rows are committed (call on the loop)."""
         for worker in self._workers.values():
             worker.wake.set()
+
+    async def wait_until(self, predicate: Callable[[Mapping[str, NotifierCounters]], bool]) -> None:
+        """Wait until ``predicate(counters)`` holds (checked after every outcome)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: predicate(self.counters()))
 
     def counters(self) -> Mapping[str, NotifierCounters]:
         """Return each notifier's delivery counters."""
@@ -124,9 +129,8 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for worker in self._workers.values():
-                if worker.conn is not None:
-                    worker.conn.close()
-                    worker.conn = None
+                # Waits for a read still running in its worker thread, then closes.
+                await asyncio.to_thread(worker.reader.close)
 
     async def _supervise(self, worker: _Worker) -> None:
         while True:
@@ -156,9 +160,8 @@ class Dispatcher:
             logger.debug("%s: delivered up to outbox id %d", name, cursor)
 
     def _read(self, worker: _Worker, after_id: int) -> list[OutboxItem]:
-        if worker.conn is None:
-            worker.conn = open_store(self._db_path, readonly=True, check_same_thread=False)
-        return load_pending_outbox(worker.conn, worker.notifier.name, after_id, BATCH)
+        name = worker.notifier.name
+        return worker.reader.read(lambda conn: load_pending_outbox(conn, name, after_id, BATCH))
 
     async def _deliver(self, worker: _Worker, item: OutboxItem) -> None:
         """Deliver ``item``, retrying until it is delivered or permanently refused."""
@@ -210,9 +213,12 @@ class Dispatcher:
         try:
             self._writer.put_deliveries([delivery])
         except Exception as exc:
-            logger.warning(
-                "could not record delivery outcome of outbox id %d: %s", delivery.id, exc
-            )
+            logger.warning("could not record the outcome of outbox id %d: %s", delivery.id, exc)
+        asyncio.get_running_loop().create_task(self._notify_progress())
+
+    async def _notify_progress(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
 
     def _backoff(self, attempts: int, exc: Exception) -> float:
         if isinstance(exc, DeliveryError) and exc.retry_after is not None:
