@@ -66,6 +66,7 @@ class AlertRuntime:
             grace_ms=int(settings.bars.grace.total_seconds() * 1000),
             admin_notify=alerts.admin_notify,
             notifiers=self.dispatcher.names,
+            defaults={"telegram": [{"chat": chat} for chat in settings.telegram.chat_ids]},
             on_stored=self._kick_when_stored,
         )
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -80,18 +80,28 @@ def series_of(rule: Rule) -> tuple[str | None, int | None]:
     return (rule.timeframe, rule.window) if rule.needs_series else (None, None)
 
 
-def notifications(event: AlertEvent, rule: Rule) -> list[Notification]:
-    """Return the outbox rows of a notifying event: one per route of its rule."""
+Defaults = Mapping[str, Sequence[Mapping[str, str]]]
+"""Per notifier, the routes a route without overrides stands for (e.g. one per chat)."""
+
+
+def notifications(
+    event: AlertEvent, rule: Rule, defaults: Defaults | None = None
+) -> list[Notification]:
+    """Return the outbox rows of a notifying event: one per route (and default chat).
+
+    A route without overrides of a notifier listed in ``defaults`` becomes one row per
+    default destination (Telegram: one per configured chat), so each row is one delivery.
+    """
     payload = alert_event_payload(event)
-    return [
-        Notification(
-            key=event.key,
-            notifier=route.notifier,
-            route={k: v for k in ("chat", "topic", "url") if (v := getattr(route, k)) is not None},
-            payload=payload,
+    rows: list[Notification] = []
+    for route in rule.notify:
+        given = {k: v for k in ("chat", "topic", "url") if (v := getattr(route, k)) is not None}
+        expanded = (defaults or {}).get(route.notifier) if not given else None
+        rows.extend(
+            Notification(event.key, route.notifier, dict(overrides), payload)
+            for overrides in expanded or (given,)
         )
-        for route in rule.notify
-    ]
+    return rows
 
 
 class AlertStage:
@@ -108,6 +118,7 @@ class AlertStage:
         grace_ms: int = 0,
         admin_notify: Sequence[str] = ("log",),
         notifiers: Collection[str] = ("log",),
+        defaults: Defaults | None = None,
         on_stored: Callable[[], None] = lambda: None,
     ) -> None:
         self._writer = writer
@@ -119,6 +130,7 @@ class AlertStage:
         self._admin = tuple(admin_notify)
         self._notifiers = frozenset(notifiers)
         self._on_stored = on_stored
+        self._defaults: Defaults = defaults or {}
         waiting = [n for n in self._admin if n not in self._notifiers]
         if waiting:
             logger.warning(
@@ -344,7 +356,7 @@ class AlertStage:
                 state.phase == "firing" if event.kind == "firing" else state.no_data_firing
             )
             if raised and rule is not None:
-                due.extend(notifications(event, rule))
+                due.extend(notifications(event, rule, self._defaults))
         if due:
             self.notifications += len(due)
             self._writer.put_alerts((), due)
@@ -403,7 +415,7 @@ class AlertStage:
             if silenced:
                 self.silenced += 1
             elif event.notify:
-                outbox.extend(notifications(event, rules[event.rule]))
+                outbox.extend(notifications(event, rules[event.rule], self._defaults))
             records.append((event, silenced))
             logger.debug("alert %s %s %s%s: %s", event.kind, event.rule, event.target,
                 " (silenced)" if silenced else "", event.message)  # fmt: skip
@@ -424,7 +436,11 @@ class AlertStage:
         now = self._clock()
         payload = notice_payload(title, text)
         key = f"notice|{title}|{now}"
-        outbox = [Notification(key, notifier, {}, payload) for notifier in self._admin]
+        outbox = [
+            Notification(key, notifier, dict(overrides), payload)
+            for notifier in self._admin
+            for overrides in self._defaults.get(notifier) or ({},)
+        ]
         if outbox:
             self._writer.put_alerts((), outbox)
             self.notifications += len(outbox)

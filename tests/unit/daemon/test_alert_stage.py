@@ -320,3 +320,25 @@ def test_state_objects_are_copied_when_queued(phase: str) -> None:
     assert queued is not live
     assert isinstance(queued, AlertState)
     assert dataclasses.asdict(queued)["phase"] == phase
+
+
+def test_a_telegram_route_without_a_chat_becomes_one_row_per_configured_chat() -> None:
+    writer = Recorder()
+    stage = AlertStage(
+        writer,
+        Health(),
+        pairs=[PAIR],
+        symbols=SYMBOLS,
+        clock=Clock(),
+        admin_notify=("telegram",),
+        notifiers=("telegram",),
+        defaults={"telegram": [{"chat": "1"}, {"chat": "-100"}]},
+    )
+    stage.install(rules(rule(notify=["telegram", {"telegram": {"chat": "7"}}])))
+    stage.on_snapshots([snap(2.5, T0)])
+    assert [(n.notifier, dict(n.route)) for n in writer.all("notifications")] == [
+        ("telegram", {"chat": "1"}),
+        ("telegram", {"chat": "-100"}),
+        ("telegram", {"chat": "7"}),
+    ]
+    assert len({n.key for n in writer.all("notifications")}) == 1  # one event, one key
