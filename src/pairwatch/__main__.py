@@ -250,7 +250,9 @@ def _rules_test(args: argparse.Namespace) -> int:
         db = args.db
         if args.replay is not None:
             db = Path(tmp) / "replay.sqlite3"
-            run_replay(args.replay, db=db, config=args.config)
+            pairs = [p.name for p in settings.pairs] if args.demo else None
+            windows = sorted({w for p in settings.pairs for w in p.windows}) if args.demo else None
+            run_replay(args.replay, db=db, config=args.config, pairs=pairs, windows=windows)
         elif not db.is_file():
             raise ConfigError([f"{db}: no such file"])
         try:

@@ -117,8 +117,14 @@ class AlertEvent(msgspec.Struct, frozen=True):
     labels: dict[str, str]
     notify: bool
     """Whether it is a notification to deliver (per the rule's routes)."""
+    since: int | None = None
+    """When the raised spell began: for firing, repeat and resolved, when the alert started
+    firing; for no_data and data, when data went missing. None for other kinds."""
+    seq: int = 0
+    """Told apart from an earlier event of the same alert, kind and time (a clamped clock)."""
 
     @property
     def key(self) -> str:
         """Return the idempotency key receivers can dedupe on."""
-        return f"{self.rule}|{self.target}|{self.timeframe}|{self.window}|{self.kind}|{self.at}"
+        key = f"{self.rule}|{self.target}|{self.timeframe}|{self.window}|{self.kind}|{self.at}"
+        return f"{key}#{self.seq}" if self.seq else key

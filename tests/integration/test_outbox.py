@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,3 +202,61 @@ async def test_undelivered_rows_resume_after_a_restart_and_duplicates_are_not_st
     writer.close(10)
     assert again.delivered == [event(0).key, event(1).key]  # at least once: key 0 twice in all
     assert [r[3] for r in rows(db)] == [1, 1]
+
+
+def test_the_backoff_is_capped_for_ever_and_odd_waits_fall_back_to_it(db: Path) -> None:
+    dispatcher = Dispatcher([], db, writer=None, retry_initial=1.0, retry_max=300.0)  # type: ignore[arg-type]
+    assert [dispatcher._backoff(n, DeliveryError("x")) for n in (1, 2, 3, 10)] == [
+        1.0,
+        2.0,
+        4.0,
+        300.0,
+    ]
+    assert dispatcher._backoff(5_000, DeliveryError("x")) == 300.0  # no overflow after days
+    assert dispatcher._backoff(1, DeliveryError("x", retry_after=math.nan)) == 1.0
+    assert dispatcher._backoff(1, DeliveryError("x", retry_after=7.5)) == 7.5
+    assert dispatcher._backoff(1, DeliveryError("x", retry_after=1e9)) == 300.0
+
+
+async def test_an_unreadable_row_is_given_up_and_the_next_goes_on(db: Path, writer: Writer) -> None:
+    store(writer, [note(0)])
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "INSERT INTO outbox (key, notifier, route, payload, created_at, next_attempt_at) "
+            "VALUES ('broken', 'test', '{}', '{not json', 1, 1)"
+        )
+    conn.close()
+    store(writer, [note(1)])
+    notifier = Scripted()
+    notifier.expected = 2
+    await run_until(Dispatcher([notifier], db, writer), notifier.done, writer)
+    assert notifier.delivered == [event(0).key, event(1).key]
+    assert [(r[0], r[3], r[4]) for r in rows(db)] == [
+        (event(0).key, 1, 0),
+        ("broken", 0, 1),
+        (event(1).key, 1, 0),
+    ]
+
+
+async def test_rows_written_after_retention_emptied_the_outbox_are_still_delivered(
+    db: Path, writer: Writer
+) -> None:
+    notifier = Scripted()
+    dispatcher = Dispatcher([notifier], db, writer)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        store(writer, [note(0), note(1)])
+        dispatcher.kick()
+        await asyncio.wait_for(dispatcher.wait_until(lambda c: c["test"].delivered == 2), 10)
+        await asyncio.wrap_future(writer.flush())
+        writer.purge("outbox", T0 * 10)  # every delivered row, the newest one too
+        await asyncio.wrap_future(writer.flush())
+        assert rows(db) == []
+        store(writer, [note(2)])  # its id must not be one the worker has read past
+        dispatcher.kick()
+        await asyncio.wait_for(dispatcher.wait_until(lambda c: c["test"].delivered == 3), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert notifier.delivered == [event(n).key for n in range(3)]

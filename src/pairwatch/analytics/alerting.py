@@ -25,7 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pairwatch.analytics.conditions import Comparison, comparisons
+from pairwatch.analytics.conditions import (
+    Comparison,
+    comparisons,
+)
 from pairwatch.config.rules import Rule
 
 Phase = Literal["inactive", "pending", "firing"]
@@ -77,6 +80,9 @@ class Transition:
     metric: str
     value: float
     threshold: float
+    since: int | None = field(default=None, compare=False)
+    """Start of the raised spell it belongs to (firing, repeat, resolved: when the alert
+    started firing; no_data, data: when data went missing), else None."""
 
 
 def step(
@@ -110,7 +116,7 @@ def step(
     out = []
     if state.no_data_since is not None:
         if state.no_data_firing:
-            out.append(_transition(rule, "data", values, now))
+            out.append(_transition(rule, "data", values, now, since=state.no_data_since))
         state.no_data_since, state.no_data_bars, state.no_data_firing = None, 0, False
 
     if state.phase == "inactive":
@@ -127,7 +133,7 @@ def step(
             if state.held_bars == 1:
                 out.append(_transition(rule, "pending", values, now))
             return state, out
-        out.append(_transition(rule, "firing", values, now))
+        out.append(_transition(rule, "firing", values, now, since=now))
         state.phase, state.since, state.notified_at, state.resolving_since = (
             "firing", now, now, None,
         )  # fmt: skip
@@ -176,7 +182,8 @@ def _firing(
         if now - started >= _ms(rule.keep_firing_for.total_seconds()):
             # The message describes what decided it: clear's comparison, when there is one.
             via = next(comparisons(rule.clear)) if rule.clear is not None else None
-            out.append(_transition(rule, "resolved", values, now, via))  # delivery: notify_resolved
+            # Delivered only with notify_resolved (the rule engine decides).
+            out.append(_transition(rule, "resolved", values, now, via, since=state.since))
             state.reset()
             return
         state.resolving_since = started  # still firing while keep_firing_for runs: repeats go on
@@ -185,7 +192,7 @@ def _firing(
     every = rule.repeat_every
     last = state.notified_at
     if every is not None and last is not None and now - last >= _ms(every.total_seconds()):
-        out.append(_transition(rule, "repeat", values, now))
+        out.append(_transition(rule, "repeat", values, now, since=state.since))
         state.notified_at = now
 
 
@@ -200,9 +207,11 @@ def _transition(
     values: Mapping[str, float],
     now: int,
     via: Comparison | None = None,
+    *,
+    since: int | None = None,
 ) -> Transition:
     main = via or rule.primary
-    return Transition(kind, now, main.metric, main.value(values), main.threshold)
+    return Transition(kind, now, main.metric, main.value(values), main.threshold, since)
 
 
 def _held(rule: Rule, bars: int, since: int | None, now: int) -> bool:
@@ -230,7 +239,7 @@ def _no_data(
         state.no_data_bars += 1
         if not state.no_data_firing and _held(rule, state.no_data_bars, state.no_data_since, now):
             state.no_data_firing = True
-            out.append(_transition(rule, "no_data", values, now))
+            out.append(_transition(rule, "no_data", values, now, since=state.no_data_since))
     # ``keep`` (and no data before any data): the evaluation is skipped.
 
 

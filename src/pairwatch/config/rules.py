@@ -23,7 +23,7 @@ import math
 import re
 import string
 from datetime import timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -79,7 +79,7 @@ def _condition(value: Any, where: str = "") -> Condition:
     """Build a condition from a string or an ``all:`` / ``any:`` mapping."""
     if isinstance(value, str):
         try:
-            return parse_comparison(value)
+            return _parse_comparison(value)
         except ValueError as exc:
             raise ValueError(f"{where}{exc}") from None
     if isinstance(value, dict) and len(value) == 1:
@@ -93,6 +93,12 @@ def _condition(value: Any, where: str = "") -> Condition:
         f"{where}expected a condition like 'abs(zscore) >= 2', or 'all:' / 'any:' with a "
         f"list of conditions, got {value!r}"
     )
+
+
+@lru_cache(maxsize=4096)
+def _parse_comparison(text: str) -> Comparison:
+    """Return ``parse_comparison(text)``, once per text (a file repeats its conditions)."""
+    return parse_comparison(text)
 
 
 ConditionField = Annotated[Any, BeforeValidator(_condition)]
@@ -235,7 +241,7 @@ class Rule(BaseModel):
     @field_validator("message")
     @classmethod
     def _template(cls, message: str, info: ValidationInfo) -> str:
-        check_template(message, _known_metrics("symbol" if info.data.get("symbol") else "pair"))
+        _check_template(message, "symbol" if info.data.get("symbol") else "pair")
         return message
 
     @model_validator(mode="after")
@@ -331,6 +337,12 @@ def _suggest(name: str, known: tuple[str, ...]) -> str:
 
     close = difflib.get_close_matches(name, known, n=1)
     return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+
+
+@lru_cache(maxsize=4096)
+def _check_template(template: str, kind: str) -> None:
+    """Run ``check_template`` once per template and kind (a failure is not cached)."""
+    check_template(template, _known_metrics(kind))
 
 
 def check_template(template: str, metrics: tuple[str, ...]) -> None:

@@ -1,7 +1,7 @@
 """Read a rules file: safe YAML, strict schema, every problem as ``file:line:column: where: what``.
 
-YAML is parsed once into nodes (which know their line and column) and once into plain
-data (safe constructors only: no tags, no objects). Validation errors name the rule and key
+YAML is parsed once into nodes (which know their line and column), walked into plain data
+(what the safe constructors make: no tags, no objects). Validation errors name the rule and key
 and point at the line of the offending value, so an editor can jump straight to it.
 """
 
@@ -67,13 +67,18 @@ def check_against(
     problems: list[str] = []
     pairs = {p.name: p for p in settings.pairs}
     all_timeframes = [t for t, _ in settings.bars.timeframe_lengths]
+    # Many rules name the same patterns and symbols: match and look each up once.
+    pair_names, symbol_names = list(pairs), list(settings.feed.symbols)
+    pair_hits: dict[str, list[str]] = {}
+    symbol_hits: dict[str, list[str]] = {}
+    series_of: dict[str, set[tuple[str, int]]] = {}
     for i, rule in enumerate(rules.rules):
 
         def problem(key: str, what: str, i: int = i, rule: Rule = rule) -> None:
             problems.append(f"{_at(path, marks, ('rules', i, key))}: {rule.name}: {key}: {what}")
 
         if rule.pair is not None:
-            chosen = _match(rule.pair, list(pairs), "pair", problem)
+            chosen = _match(rule.pair, pair_names, "pair", problem, pair_hits)
             for name in chosen:
                 pair = pairs[name]
                 timeframes = pair.timeframes or all_timeframes
@@ -84,7 +89,7 @@ def check_against(
                     problem("window", f"{name} is analysed with windows {windows} only")
         else:
             assert rule.symbol is not None
-            chosen = _match(rule.symbol, list(settings.feed.symbols), "symbol", problem)
+            chosen = _match(rule.symbol, symbol_names, "symbol", problem, symbol_hits)
             if rule.timeframe is not None and rule.timeframe not in all_timeframes:
                 problem("timeframe", f"not among bars.timeframes ({', '.join(all_timeframes)})")
             elif rule.window is not None and rule.needs_series:
@@ -93,13 +98,15 @@ def check_against(
                 named = {t.upper() for t in rule.symbol if not any(c in t for c in "*?[")}
                 lacking: list[tuple[str, str]] = []
                 for symbol in chosen:
-                    series = {
-                        (tf, w)
-                        for p in settings.pairs
-                        if symbol in (p.y, p.x)
-                        for tf in (p.timeframes or all_timeframes)
-                        for w in p.windows
-                    }
+                    series = series_of.get(symbol)
+                    if series is None:
+                        series = series_of[symbol] = {
+                            (tf, w)
+                            for p in settings.pairs
+                            if symbol in (p.y, p.x)
+                            for tf in (p.timeframes or all_timeframes)
+                            for w in p.windows
+                        }
                     if (rule.timeframe, rule.window) not in series:
                         ordered = sorted(series, key=lambda s: (lengths.get(s[0], 0), s[1]))
                         listed = ", ".join(f"{tf}/{w}" for tf, w in ordered)
@@ -116,10 +123,20 @@ def check_against(
     return problems
 
 
-def _match(patterns: Sequence[str], names: list[str], kind: str, problem: Any) -> list[str]:
+def _match(
+    patterns: Sequence[str],
+    names: list[str],
+    kind: str,
+    problem: Any,
+    cache: dict[str, list[str]] | None = None,
+) -> list[str]:
     chosen: list[str] = []
     for pattern in patterns:
-        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern.upper())]
+        hits = None if cache is None else cache.get(pattern)
+        if hits is None:
+            hits = [n for n in names if fnmatch.fnmatchcase(n, pattern.upper())]
+            if cache is not None:
+                cache[pattern] = hits
         if not hits:
             known = ", ".join(names) or f"none: configure {kind}s in the settings"
             problem(kind, f"{pattern!r} matches no configured {kind} (configured: {known})")
@@ -129,17 +146,17 @@ def _match(patterns: Sequence[str], names: list[str], kind: str, problem: Any) -
 
 def _parse(path: Path, text: str) -> tuple[Any, Marks]:
     loader = _Loader(text)
-    marks: Marks = {}
-    problems: list[str] = []
+    walk = _Walk(path, loader)
     try:  # one parse: the nodes (with their marks), walked before constructing plain data
         node = loader.get_single_node()
         if node is None:
             return {}, {}
         # Walk first: constructing rewrites merge keys (``<<``) in place.
-        _walk(path, node, (), marks, problems, ())
-        if problems:
-            raise ConfigError(problems)
-        data = loader.construct_document(node)
+        data = walk.visit(node, (), ())
+        if walk.problems:
+            raise ConfigError(walk.problems)
+        if not walk.plain:  # built while walking, unless a node needs YAML's own constructors
+            data = _construct(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -148,31 +165,79 @@ def _parse(path: Path, text: str) -> tuple[Any, Marks]:
     finally:
         loader.dispose()
     if not isinstance(data, dict):
-        raise ConfigError([f"{_at(path, marks, ())}: expected a mapping with 'rules:'"])
-    return data, marks
+        raise ConfigError([f"{_at(path, walk.marks, ())}: expected a mapping with 'rules:'"])
+    return data, walk.marks
 
 
-def _walk(
-    path: Path,
-    node: yaml.Node,
-    at: Path_,
-    marks: Marks,
-    problems: list[str],
-    inside: tuple[int, ...],
-) -> None:
-    here = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if len(marks) > _MAX_NODES:  # aliases can expand a small file exponentially
-        raise ConfigError([f"{path}:{here[0]}:{here[1]}: the file expands to over "
-                           f"{_MAX_NODES:,} values (aliases?): refused"])  # fmt: skip
-    if len(inside) > _MAX_DEPTH:
-        raise ConfigError([f"{path}:{here[0]}:{here[1]}: nested deeper than {_MAX_DEPTH}"])
-    if id(node) in inside:  # an alias to a node that contains it
-        problems.append(f"{path}:{here[0]}:{here[1]}: {_dotted(at)}: an alias refers to itself")
-        return
-    marks.setdefault(at, here)
-    inside = (*inside, id(node))
-    if isinstance(node, yaml.MappingNode):
+def _construct(node: yaml.Node) -> Any:
+    """Return the plain data of ``node`` built by YAML's safe constructors (or their error)."""
+    loader = _Loader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+_YAML = "tag:yaml.org,2002:"
+_STR, _SEQ, _MAP = f"{_YAML}str", f"{_YAML}seq", f"{_YAML}map"
+_SCALARS = frozenset(f"{_YAML}{kind}" for kind in ("bool", "int", "float", "null"))
+
+
+class _Walk:
+    """One walk over the node tree: positions, problems, and the plain data.
+
+    Every node's position is recorded under its path (``marks``), and keys given twice,
+    aliases that contain themselves, too many values or too deep nesting are refused. The
+    data is built on the way, equal to what the safe constructors make, as long as the tree
+    holds only mappings, lists, strings, numbers, booleans and nulls without merge keys
+    (``plain``); otherwise ``_construct`` builds it after the walk, as it always did.
+    """
+
+    def __init__(self, path: Path, loader: yaml.SafeLoader) -> None:
+        self.path = path
+        self.loader = loader
+        self.marks: Marks = {}
+        self.problems: list[str] = []
+        self.plain = True
+        self._built: dict[int, Any] = {}  # an aliased node is one object, as YAML makes it
+
+    def visit(self, node: yaml.Node, at: Path_, inside: tuple[int, ...]) -> Any:
+        """Walk ``node`` at path ``at`` (inside the nodes ``inside``); return its data."""
+        path, marks = self.path, self.marks
+        here = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if len(marks) > _MAX_NODES:  # aliases can expand a small file exponentially
+            raise ConfigError([f"{path}:{here[0]}:{here[1]}: the file expands to over "
+                               f"{_MAX_NODES:,} values (aliases?): refused"])  # fmt: skip
+        if len(inside) > _MAX_DEPTH:
+            raise ConfigError([f"{path}:{here[0]}:{here[1]}: nested deeper than {_MAX_DEPTH}"])
+        if id(node) in inside:  # an alias to a node that contains it
+            self.problems.append(
+                f"{path}:{here[0]}:{here[1]}: {_dotted(at)}: an alias refers to itself"
+            )
+            self.plain = False
+            return None
+        marks.setdefault(at, here)
+        built = self._built.get(id(node), _UNBUILT)
+        inside = (*inside, id(node))
+        if isinstance(node, yaml.MappingNode):
+            data = self._mapping(node, at, inside)
+        elif isinstance(node, yaml.SequenceNode):
+            data = [self.visit(item, (*at, i), inside) for i, item in enumerate(node.value)]
+            if node.tag != _SEQ:
+                self.plain = False
+        else:
+            data = self._scalar(node) if built is _UNBUILT else built
+        if built is not _UNBUILT:
+            return built
+        self._built[id(node)] = data
+        return data
+
+    def _mapping(self, node: yaml.MappingNode, at: Path_, inside: tuple[int, ...]) -> Any:
+        path, marks, problems = self.path, self.marks, self.problems
         seen: set[str] = set()
+        data: dict[Any, Any] = {}
+        if node.tag != _MAP:
+            self.plain = False
         for key_node, value_node in node.value:
             key = str(key_node.value)
             key_at = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
@@ -181,13 +246,32 @@ def _walk(
                 problems.append(f"{path}:{key_at[0]}:{key_at[1]}: {name}: key given twice")
             seen.add(key)
             if key == "<<":  # a merge: its keys count as the mapping's own, not nested
+                self.plain = False
                 continue
-            _walk(path, value_node, (*at, key), marks, problems, inside)
+            value = self.visit(value_node, (*at, key), inside)
             # A key's own position is more useful than its value's for "unknown key".
             marks[(*at, key, "<key>")] = key_at
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(path, item, (*at, i), marks, problems, inside)
+            if self.plain:
+                if isinstance(key_node, yaml.ScalarNode):
+                    data[self._scalar(key_node)] = value
+                else:
+                    self.plain = False
+        return data
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag in _SCALARS and self.plain:
+            try:
+                return self.loader.construct_object(node)
+            except Exception:  # noqa: S110 -- ``_construct`` raises it again, where YAML would
+                pass
+        self.plain = False
+        return None
+
+
+_UNBUILT = object()
 
 
 def _duplicate_names(path: Path, data: Any, marks: Marks) -> list[str]:

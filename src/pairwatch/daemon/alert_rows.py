@@ -28,7 +28,11 @@ STATE_FIELDS: Final = (
 )  # fmt: skip
 """``AlertState`` fields stored as columns of the same name (``previous`` as JSON)."""
 
-_STATE_COLUMNS: Final = ("timeframe", "window", *STATE_FIELDS, "previous", "muted_firing")
+_STATE_COLUMNS: Final = ("timeframe", "window", *STATE_FIELDS, "previous", "muted")
+
+MUTED_FIRING: Final = 1
+MUTED_NO_DATA: Final = 2
+"""Bits of ``alert_state.muted``: a silence held back the firing / the no-data notification."""
 UPSERT_ALERT_STATE: Final = " ".join(
     (
         f"INSERT INTO alert_state (rule, target, {', '.join(_STATE_COLUMNS)}, updated_at)",
@@ -41,7 +45,7 @@ DELETE_ALERT_STATE: Final = "DELETE FROM alert_state WHERE rule = ? AND target =
 
 EVENT_COLUMNS: Final = (
     "key", "rule", "target", "timeframe", "window", "kind", "at", "severity", "metric", "value",
-    "threshold", "message", "vals", "labels", "notify", "silenced", "created_at",
+    "threshold", "message", "vals", "labels", "notify", "since", "silenced", "created_at",
 )  # fmt: skip
 INSERT_ALERT_EVENT: Final = (
     f"INSERT OR IGNORE INTO alert_events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
@@ -87,6 +91,8 @@ class OutboxItem:
     created_at: int
     attempts: int
     next_attempt_at: int
+    error: str | None = None
+    """Set when the row cannot be read (bad JSON): it is given up, not delivered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +110,15 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class StoredState:
-    """One ``alert_state`` row: an alert's lifecycle state and whether its firing is muted."""
+    """One ``alert_state`` row: an alert's lifecycle state and its held-back raisings."""
 
     rule: str
     target: str
     timeframe: str | None
     window: int | None
     state: AlertState
-    muted_firing: bool = False
+    muted: int = 0
+    """``MUTED_FIRING`` | ``MUTED_NO_DATA``: raisings a silence held back, sent at its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +186,7 @@ def state_rows(states: Iterable[StoredState], now: int) -> list[Row]:
                 s.window,
                 *[_column(getattr(st, name)) for name in STATE_FIELDS],
                 previous,
-                int(s.muted_firing),
+                s.muted,
                 now,
             )
         )
@@ -195,7 +202,7 @@ def state_from_row(row: Sequence[Any]) -> StoredState:
     state = AlertState(**values)
     if previous is not None:
         state.previous = {k: float(v) for k, v in json.loads(previous).items()}
-    return StoredState(rule, target, timeframe, window, state, bool(muted))
+    return StoredState(rule, target, timeframe, window, state, int(muted))
 
 
 def event_rows(events: Iterable[tuple[AlertEvent, bool]], now: int) -> list[Row]:
@@ -219,6 +226,7 @@ def event_rows(events: Iterable[tuple[AlertEvent, bool]], now: int) -> list[Row]
             ),
             json.dumps(e.labels, separators=(",", ":")),
             int(e.notify),
+            e.since,
             int(silenced),
             now,
         )
@@ -262,60 +270,76 @@ def load_alert_states(conn: sqlite3.Connection) -> list[StoredState]:
 
 
 def load_raising_events(
-    conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], AlertEvent]:
-    """Return the latest ``firing`` or ``no_data`` event of each (rule, target) alert."""
+    conn: sqlite3.Connection, keys: Iterable[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], AlertEvent]:
+    """Return the latest event of each (rule, target, kind) (kind ``firing`` or ``no_data``)."""
     columns = ", ".join(c for c in EVENT_COLUMNS if c not in ("key", "silenced", "created_at"))
-    out: dict[tuple[str, str], AlertEvent] = {}
-    for rule, target in keys:
+    out: dict[tuple[str, str, str], AlertEvent] = {}
+    for rule, target, kind in keys:
         row = conn.execute(
-            f"SELECT {columns} FROM alert_events "  # noqa: S608 -- constant names
-            "WHERE rule = ? AND target = ? AND kind IN ('firing', 'no_data') "
-            "ORDER BY id DESC LIMIT 1",
-            (rule, target),
+            f"SELECT {columns}, key FROM alert_events "  # noqa: S608 -- constant names
+            "WHERE rule = ? AND target = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+            (rule, target, kind),
         ).fetchone()
         if row is not None:
-            out[(rule, target)] = event_from_row(row)
+            _, hashed, seq = row[-1].rpartition("#")
+            event = event_from_row(row[:-1])
+            if hashed and seq.isdigit():
+                event = msgspec.structs.replace(event, seq=int(seq))
+            out[(rule, target, kind)] = event
     return out
 
 
 def event_from_row(row: Sequence[Any]) -> AlertEvent:
-    """Return the ``AlertEvent`` of an ``alert_events`` row (columns ``rule`` … ``notify``)."""
+    """Return the ``AlertEvent`` of an ``alert_events`` row (columns ``rule`` … ``since``)."""
     rule, target, timeframe, window, kind, at, severity, metric, value, threshold = row[:10]
-    message, values, labels, notify = row[10:14]
+    message, values, labels, notify, since = row[10:15]
     return AlertEvent(
         rule=rule, target=target, timeframe=timeframe, window=window, kind=kind, at=at,
         severity=severity, metric=metric,
         value=math.nan if value is None else float(value),
         threshold=math.nan if threshold is None else float(threshold),
         message=message, values={k: float(v) for k, v in json.loads(values).items()},
-        labels=json.loads(labels), notify=bool(notify),
+        labels=json.loads(labels), notify=bool(notify), since=since,
     )  # fmt: skip
 
 
 def load_pending_outbox(
     conn: sqlite3.Connection, notifier: str, after_id: int = 0, limit: int = 100
 ) -> list[OutboxItem]:
-    """Return a notifier's undelivered, not given-up rows after ``after_id``, oldest first."""
+    """Return a notifier's undelivered, not given-up rows after ``after_id``, oldest first.
+
+    A row whose JSON cannot be read comes back with ``error`` set (to be given up).
+    """
     rows = conn.execute(
         f"SELECT {_OUTBOX_COLUMNS} FROM outbox "  # noqa: S608 -- constant names
         "WHERE notifier = ? AND id > ? AND delivered_at IS NULL AND failed_at IS NULL "
         "ORDER BY id LIMIT ?",
         (notifier, after_id, limit),
     )
-    return [
-        OutboxItem(
-            id=i,
-            key=key,
-            notifier=n,
-            route=json.loads(route),
-            payload=json.loads(payload),
-            created_at=created,
-            attempts=attempts,
-            next_attempt_at=due,
+    items = []
+    for i, key, n, route, payload, created, attempts, due in rows:
+        error = None
+        try:
+            route_data, payload_data = json.loads(route), json.loads(payload)
+            if not isinstance(route_data, dict) or not isinstance(payload_data, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, TypeError) as exc:
+            route_data, payload_data, error = {}, {}, f"unreadable outbox row: {exc}"
+        items.append(
+            OutboxItem(
+                id=i,
+                key=key,
+                notifier=n,
+                route=route_data,
+                payload=payload_data,
+                created_at=created,
+                attempts=attempts,
+                next_attempt_at=due,
+                error=error,
+            )
         )
-        for i, key, n, route, payload, created, attempts, due in rows
-    ]
+    return items
 
 
 def pending_counts(conn: sqlite3.Connection) -> dict[str, int]:

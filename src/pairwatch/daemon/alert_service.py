@@ -13,12 +13,13 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 
 from pairwatch.config.rules import RulesFile
 from pairwatch.config.rules_load import load_rules
 from pairwatch.config.settings import Settings
 from pairwatch.daemon import alert_rows
-from pairwatch.daemon.alerts import AlertStage, RulesWatch
+from pairwatch.daemon.alerts import AlertStage
 from pairwatch.daemon.health import Health
 from pairwatch.daemon.store import ReadConnection
 from pairwatch.daemon.writer import Writer
@@ -83,7 +84,8 @@ class AlertRuntime:
         """
         rules = self._load() if self.path is not None else RulesFile()
         stored = alert_rows.load_alert_states(conn)
-        muted_keys = [(s.rule, s.target) for s in stored if s.muted_firing]
+        bits = (("firing", alert_rows.MUTED_FIRING), ("no_data", alert_rows.MUTED_NO_DATA))
+        muted_keys = [(s.rule, s.target, k) for s in stored for k, bit in bits if s.muted & bit]
         muted = alert_rows.load_raising_events(conn, muted_keys)
         self.stage.install(rules, stored, muted)
         self.stage.set_silences(alert_rows.load_silences(conn, self._clock()))
@@ -112,7 +114,10 @@ class AlertRuntime:
         tasks = [asyncio.create_task(self.dispatcher.run(), name="dispatcher")]
         tasks.append(asyncio.create_task(self._reloader(), name="rules-reload"))
         tasks.append(asyncio.create_task(self._watcher(), name="rules-watch"))
-        self.dispatcher.kick()  # whatever the last run left in the outbox
+        # Whatever the last run left in the outbox now; what the start-up wrote once it
+        # is committed (a worker reading before the commit would wait for a wake-up).
+        self.dispatcher.kick()
+        self._kick_when_stored()
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -146,12 +151,15 @@ class AlertRuntime:
             if watch is None or not watch.changed():
                 missing = False
                 continue
-            if watch.read() is None and not missing:
+            first = watch.read()
+            if first is None and not missing:
                 missing = True  # an editor's atomic save may be between unlink and rename
                 continue
             missing = False
+            # A save in progress (an editor writing in place, cp): reload only once the
+            # file stayed the same for WATCH_SETTLE_S.
             await asyncio.sleep(WATCH_SETTLE_S)
-            if watch.changed():
+            if watch.read() == first:
                 self.request_reload("file changed")
 
     async def _refresh_silences(self) -> None:
@@ -174,3 +182,23 @@ class AlertRuntime:
                 loop.call_soon_threadsafe(self.dispatcher.kick)
 
         future.add_done_callback(committed)
+
+
+class RulesWatch:
+    """Whether a rules file changed since it was last loaded (mtime, size, inode)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.signature = self.read()
+
+    def read(self) -> tuple[int, int, int] | None:
+        """Return the file's current signature; None when it cannot be read."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def changed(self) -> bool:
+        """Return whether the signature differs from the last loaded one."""
+        return self.read() != self.signature

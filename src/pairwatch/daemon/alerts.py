@@ -12,96 +12,38 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Protocol
 
-from pairwatch.analytics.alerting import AlertState, Transition
-from pairwatch.analytics.rule_engine import RuleEngine, render
-from pairwatch.analytics.timeframes import parse_timeframe
+import msgspec
+
+from pairwatch.analytics.alerting import AlertState
+from pairwatch.analytics.rule_engine import RuleEngine
 from pairwatch.config.rules import Rule, RulesFile
-from pairwatch.daemon.alert_rows import (
-    Notification,
-    Silence,
-    StoredState,
-    alert_event_payload,
-    notice_payload,
+from pairwatch.daemon.alert_rows import Notification, Silence, StoredState, notice_payload
+from pairwatch.daemon.alert_support import (
+    AlertKey,
+    AlertWriter,
+    Defaults,
+    bar_length,
+    copy_state,
+    gone_event,
+    notifications,
+    series_of,
+    signature,
+    symbol_batch,
 )
-from pairwatch.daemon.health import Health
+from pairwatch.daemon.health import Health, health_values
+from pairwatch.daemon.silences import MuteKey, Silencer
 from pairwatch.events import AlertEvent, PairSnapshot, SymbolSnapshot
 
 logger = logging.getLogger(__name__)
 
-AlertKey = tuple[str, str]
-"""(rule name, target)."""
-
 HEALTH_SPAN_MS = 60_000
 """Rules on the clock count the gaps of the last minute."""
 
-_RAISING = frozenset({"firing", "no_data"})
-_ENDING = frozenset({"resolved", "data"})
-
-
-class AlertWriter(Protocol):
-    def put_alerts(
-        self,
-        events: Sequence[tuple[AlertEvent, bool]],
-        notifications: Sequence[Notification] = (),
-        states: Sequence[StoredState] = (),
-        forget: Sequence[tuple[str, str]] = (),
-    ) -> None: ...
-
-
-def health_values(
-    health: Health, symbols: Iterable[str], now: int, since: int
-) -> dict[str, dict[str, float]]:
-    """Return each symbol's health metrics at ``now`` (gaps counted from ``since``).
-
-    A symbol without a trade since the daemon started has none (no data).
-    """
-    out: dict[str, dict[str, float]] = {}
-    for symbol in symbols:
-        last = health.last_trade.get(symbol)
-        if last is None:
-            out[symbol] = {}
-            continue
-        times = health.gap_times.get(symbol, ())
-        out[symbol] = {
-            "feed_lag_ms": float(last.ts_recv - last.ts_event),
-            "seconds_since_trade": max(now - last.ts_recv, 0) / 1000,
-            "gaps": float(sum(1 for t in times if since <= t < now)),
-        }
-    return out
-
-
-def series_of(rule: Rule) -> tuple[str | None, int | None]:
-    """Return the (timeframe, window) an alert of ``rule`` is evaluated on."""
-    return (rule.timeframe, rule.window) if rule.needs_series else (None, None)
-
-
-Defaults = Mapping[str, Sequence[Mapping[str, str]]]
-"""Per notifier, the routes a route without overrides stands for (e.g. one per chat)."""
-
-
-def notifications(
-    event: AlertEvent, rule: Rule, defaults: Defaults | None = None
-) -> list[Notification]:
-    """Return the outbox rows of a notifying event: one per route (and default chat).
-
-    A route without overrides of a notifier listed in ``defaults`` becomes one row per
-    default destination (Telegram: one per configured chat), so each row is one delivery.
-    """
-    payload = alert_event_payload(event)
-    rows: list[Notification] = []
-    for route in rule.notify:
-        given = {k: v for k in ("chat", "topic", "url") if (v := getattr(route, k)) is not None}
-        expanded = (defaults or {}).get(route.notifier) if not given else None
-        rows.extend(
-            Notification(event.key, route.notifier, dict(overrides), payload)
-            for overrides in expanded or (given,)
-        )
-    return rows
+STATE_REFRESH_MS = 30_000
+"""States whose only change is the time of their last evaluation (and the previous values
+of crossings) are written at most this often, and at shutdown; other changes at once."""
 
 
 class AlertStage:
@@ -140,13 +82,18 @@ class AlertStage:
             )
         self.engine = RuleEngine((), pairs=self._pairs, symbols=self._symbols)
         self._rules: dict[str, Rule] = {}
-        self.silences: list[Silence] = []
-        self._muted: dict[AlertKey, AlertEvent] = {}
-        """Alerts whose raising notification a silence suppressed, with that event."""
-        self._saved: dict[AlertKey, int | None] = {}
-        """Per alert: ``last_at`` when its state was last queued for writing."""
-        self._seen: dict[tuple[str, str, int], int] = {}
-        """(target, timeframe, window) → close time of its latest snapshot (stale feeds)."""
+        self.silencer = Silencer()
+        self._saved: dict[AlertKey, tuple[object, ...]] = {}
+        """Per alert: its state (``signature``) when it was last queued for writing."""
+        self._refreshed_at = 0
+        """When states were last written for their evaluation times alone."""
+        self._seen: dict[tuple[str, str | None, str, int], list[int]] = {}
+        """(y or symbol, x or None, timeframe, window) → [received at (wall clock), bar
+        close of the latest snapshot, bar close of the last stale evaluation]."""
+        self._same_at: dict[AlertKey, tuple[int, dict[str, int]]] = {}
+        """Per alert: the time of its latest events and how many of each kind (``seq``)."""
+        self._symbol_rules = False
+        """Whether any rule targets symbols (health values are computed only then)."""
         self.evaluations = 0
         self.events = 0
         self.notifications = 0
@@ -161,7 +108,7 @@ class AlertStage:
         self,
         rules: RulesFile,
         stored: Iterable[StoredState] = (),
-        muted: Mapping[AlertKey, AlertEvent] | None = None,
+        muted: Mapping[MuteKey, AlertEvent] | None = None,
     ) -> None:
         """Start with ``rules`` and the states stored by the last run (at start-up).
 
@@ -180,10 +127,9 @@ class AlertStage:
                     logger.info("alert %s %s was firing under a rule gone from the file: "
                                 "dropped", *key)  # fmt: skip
                 continue
-            _copy_state(s.state, state)
-            self._saved[key] = state.last_at
-            if s.muted_firing and muted and key in muted:
-                self._muted[key] = muted[key]
+            copy_state(s.state, state)
+            self._saved[key] = signature(state)
+            self.silencer.restore(key, s.muted, muted or {})
         self._swap(engine, rules)
         if forget:
             self._writer.put_alerts((), forget=forget)
@@ -240,22 +186,25 @@ class AlertStage:
         for key, old in old_engine.states.items():
             new = engine.states.get(key)
             if new is not None and kept[key[0]]:
-                _copy_state(old, new)
+                copy_state(old, new)
                 continue
             forget.append(key)
             self._saved.pop(key, None)
             if old.phase == "firing":
-                events.append(_gone(old_rules[key[0]], key[1], now))
+                events.append(gone_event(old_rules[key[0]], key[1], now, "resolved"))
+            if old.no_data_firing:
+                events.append(gone_event(old_rules[key[0]], key[1], now, "data"))
         self._swap(engine, rules)
         if events:
             self._emit(events, old_rules, forget=forget)
         elif forget:
             self._writer.put_alerts((), forget=forget)
+        self.silencer.keep_only(engine.states)
 
     def _swap(self, engine: RuleEngine, rules: RulesFile) -> None:
         self.engine = engine
         self._rules = {r.name: r for r in rules.rules}
-        self._muted = {k: e for k, e in self._muted.items() if k in engine.states}
+        self._symbol_rules = any(r.kind != "pair" for r in rules.rules)
         unrouted = sorted(
             {
                 f"{r.name} → {route.notifier}"
@@ -280,19 +229,20 @@ class AlertStage:
         try:
             engine = self.engine
             events = engine.on_pair_snapshots(pairs)
+            now = self._clock()
             seen = self._seen
             for p in pairs:
-                seen[(p.pair, p.timeframe, p.window)] = p.ts + _length(p.timeframe)
-            if symbols:
-                now = self._clock()
-                key = _symbol_batch
+                end = p.ts + bar_length(p.timeframe)
+                seen[(p.y, p.x, p.timeframe, p.window)] = [now, end, end]
+            if symbols and self._symbol_rules:
+                key = symbol_batch
                 for (timeframe, ts), group in itertools.groupby(sorted(symbols, key=key), key=key):
-                    end = ts + _length(timeframe)
+                    end = ts + bar_length(timeframe)
                     health = health_values(self._health, self._symbols, now, ts)
                     batch = list(group)
                     events.extend(engine.on_symbol_snapshots(batch, health))
                     for s in batch:
-                        seen[(s.symbol, s.timeframe, s.window)] = end
+                        seen[(s.symbol, None, s.timeframe, s.window)] = [now, end, end]
             self.evaluations += len(pairs) + len(symbols)
             if events:
                 self._emit(events)
@@ -303,9 +253,11 @@ class AlertStage:
     def on_clock(self, now: int) -> None:
         """Once a second: rules on health values, stale targets, silences that ended."""
         try:
-            engine = self.engine
-            health = health_values(self._health, self._symbols, now, now - HEALTH_SPAN_MS)
-            events = engine.on_health(health, now)
+            events: list[AlertEvent] = []
+            if self._symbol_rules:
+                since = now - HEALTH_SPAN_MS
+                health = health_values(self._health, self._symbols, now, since)
+                events.extend(self.engine.on_health(health, now))
             events.extend(self._stale(now))
             if events:
                 self._emit(events)
@@ -315,19 +267,30 @@ class AlertStage:
             logger.exception("alert evaluation on the clock failed")
 
     def _stale(self, now: int) -> list[AlertEvent]:
-        """Evaluate targets whose snapshots stopped as no data (docs/rules.md, stale feed)."""
+        """Evaluate targets whose snapshots stopped as no data, once per missing bar.
+
+        A target is stale when no snapshot was received for two of its bars plus the bar
+        grace (wall clock). It is then evaluated without data at the close time of each
+        bar that should have come (bar time, so the alert's clock stays the bars' clock).
+        """
         events: list[AlertEvent] = []
         engine = self.engine
-        for (target, timeframe, window), end in self._seen.items():
-            length = _length(timeframe)
-            if now - end <= length + self._grace:  # the next bar is late by more than a bar
+        grace = self._grace
+        for (y, x, timeframe, window), seen in self._seen.items():
+            received, end, evaluated = seen
+            length = bar_length(timeframe)
+            late = now - received
+            if late <= 2 * length + grace:
                 continue
-            if "/" in target:
-                y, _, x = target.partition("/")
-                empty = PairSnapshot(y, x, timeframe, window, now - length, {}, thin=True)
+            at = end + (late // length) * length  # the close of the latest missing bar
+            if at <= evaluated:
+                continue
+            seen[2] = at
+            if x is not None:
+                empty = PairSnapshot(y, x, timeframe, window, at - length, {}, thin=True)
                 events.extend(engine.on_pair_snapshots((empty,)))
-            else:
-                silent = SymbolSnapshot(target, timeframe, window, now - length, {})
+            elif self._symbol_rules:
+                silent = SymbolSnapshot(y, timeframe, window, at - length, {})
                 events.extend(engine.on_symbol_snapshots((silent,)))
         return events
 
@@ -335,43 +298,58 @@ class AlertStage:
 
     def set_silences(self, silences: Sequence[Silence]) -> None:
         """Replace the active silences (read from the store by the daemon)."""
-        self.silences = list(silences)
-
-    def is_silenced(self, rule: str, target: str, now: int) -> bool:
-        """Return whether a silence covers ``rule`` × ``target`` at ``now``."""
-        return any(s.matches(rule, target, now) for s in self.silences)
+        self.silencer.set(silences)
 
     def _unmute(self, now: int) -> None:
-        """Notify alerts still raised when their silence ended (their raising event)."""
-        if not self._muted:
+        """Notify raisings held back by a silence that ended, if still raised (with state)."""
+        released = self.silencer.released(now) if self.silencer.held else ()
+        if not released:
             return
         due: list[Notification] = []
-        for key, event in list(self._muted.items()):
-            if self.is_silenced(*key, now):
-                continue
-            del self._muted[key]
+        touched: dict[AlertKey, None] = {}
+        for (rule_name, target, kind), event in released:
+            key = (rule_name, target)
+            touched[key] = None
             state = self.engine.states.get(key)
-            rule = self._rules.get(key[0])
+            rule = self._rules.get(rule_name)
             raised = state is not None and (
-                state.phase == "firing" if event.kind == "firing" else state.no_data_firing
+                state.phase == "firing" if kind == "firing" else state.no_data_firing
             )
             if raised and rule is not None:
                 due.extend(notifications(event, rule, self._defaults))
+        states = [self._stored(k, st) for k in touched if (st := self.engine.states.get(k))]
+        self._writer.put_alerts((), due, states)  # the cleared bits with the notifications
+        self._mark_saved(states)
         if due:
             self.notifications += len(due)
-            self._writer.put_alerts((), due)
             self._on_stored()
 
     # -- persistence ---------------------------------------------------------------------------
 
-    def checkpoint(self) -> None:
-        """Queue the states that changed since they were last written."""
+    def checkpoint(self, *, final: bool = False) -> None:
+        """Queue the states that changed since they were last written.
+
+        A change of the time of the last evaluation alone (and of the previous values of
+        crossings) is written every ``STATE_REFRESH_MS`` and at the ``final`` checkpoint;
+        any other change at every checkpoint.
+        """
+        now = self._clock()
+        refresh = final or now - self._refreshed_at >= STATE_REFRESH_MS
         saved = self._saved
-        changed = [
-            self._stored(key, state)
-            for key, state in self.engine.states.items()
-            if state.last_at is not None and saved.get(key) != state.last_at
-        ]
+        changed = []
+        for key, state in self.engine.states.items():
+            if state.last_at is None:
+                continue
+            before = saved.get(key)
+            now_sig = signature(state)
+            if (
+                before is None
+                or before[:-1] != now_sig[:-1]
+                or (refresh and before[-1] != now_sig[-1])
+            ):
+                changed.append(self._stored(key, state))
+        if refresh:
+            self._refreshed_at = now
         if changed:
             try:
                 self._writer.put_alerts((), states=changed)
@@ -379,14 +357,16 @@ class AlertStage:
                 self.errors += 1
                 logger.exception("saving %d alert states failed", len(changed))
                 return
-            for s in changed:
-                saved[(s.rule, s.target)] = s.state.last_at
+            self._mark_saved(changed)
+
+    def _mark_saved(self, states: Iterable[StoredState]) -> None:
+        for s in states:
+            self._saved[(s.rule, s.target)] = signature(s.state)
 
     def _stored(self, key: AlertKey, state: AlertState) -> StoredState:
         timeframe, window = series_of(self._rules[key[0]])
-        return StoredState(
-            key[0], key[1], timeframe, window, dataclasses.replace(state), key in self._muted
-        )
+        muted = self.silencer.bits(key)
+        return StoredState(key[0], key[1], timeframe, window, dataclasses.replace(state), muted)
 
     def _emit(
         self,
@@ -400,18 +380,11 @@ class AlertStage:
         records: list[tuple[AlertEvent, bool]] = []
         outbox: list[Notification] = []
         touched: dict[AlertKey, None] = {}
-        for event in events:
-            key = (event.rule, event.target)
+        for raw in events:
+            key = (raw.rule, raw.target)
             touched[key] = None
-            silenced = False
-            if event.notify:
-                silenced = self.is_silenced(event.rule, event.target, now)
-                if event.kind in _RAISING and silenced:
-                    self._muted[key] = event
-                elif event.kind in _ENDING and self._muted.pop(key, None) is not None:
-                    silenced = True  # its raising was never told: neither is its end
-                elif event.kind == "repeat" and key in self._muted:
-                    silenced = True
+            event = self._unique(key, raw)
+            silenced = self.silencer.hold(key, event, now)
             if silenced:
                 self.silenced += 1
             elif event.notify:
@@ -425,12 +398,21 @@ class AlertStage:
             if key in self.engine.states
         ]
         self._writer.put_alerts(records, outbox, states, forget)
-        for s in states:
-            self._saved[(s.rule, s.target)] = s.state.last_at
+        self._mark_saved(states)
         self.events += len(records)
         if outbox:
             self.notifications += len(outbox)
             self._on_stored()
+
+    def _unique(self, key: AlertKey, event: AlertEvent) -> AlertEvent:
+        """Number an event like an earlier one of the same alert, kind and time (``seq``)."""
+        at, kinds = self._same_at.get(key, (None, None))
+        if at != event.at or kinds is None:
+            self._same_at[key] = (event.at, {event.kind: 1})
+            return event
+        seq = kinds.get(event.kind, 0)
+        kinds[event.kind] = seq + 1
+        return msgspec.structs.replace(event, seq=seq) if seq else event
 
     def _notice(self, title: str, text: str) -> None:
         now = self._clock()
@@ -463,60 +445,3 @@ class AlertStage:
             "reload_failures": self.reload_failures,
             "errors": self.errors,
         }
-
-
-class RulesWatch:
-    """Whether a rules file changed since it was last loaded (mtime, size, inode)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.signature = self.read()
-
-    def read(self) -> tuple[int, int, int] | None:
-        """Return the file's current signature; None when it cannot be read."""
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def changed(self) -> bool:
-        """Return whether the signature differs from the last loaded one."""
-        return self.read() != self.signature
-
-
-_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(AlertState))
-
-
-def _copy_state(source: AlertState, target: AlertState) -> None:
-    """Copy every field of ``source`` into ``target`` (the engine keeps ``target``)."""
-    for name in _STATE_FIELDS:
-        setattr(target, name, getattr(source, name))
-
-
-def _gone(rule: Rule, target: str, now: int) -> AlertEvent:
-    """Return the resolution of a firing alert whose rule or target was removed."""
-    timeframe, window = series_of(rule)
-    main = rule.primary
-    t = Transition("resolved", now, main.metric, math.nan, main.threshold)
-    message = render(rule, target, timeframe, window, t, {}) + " (rule removed or changed)"
-    return AlertEvent(
-        rule=rule.name, target=target, timeframe=timeframe, window=window, kind="resolved",
-        at=now, severity=rule.severity, metric=main.metric, value=math.nan,
-        threshold=main.threshold, message=message, values={}, labels=dict(rule.labels),
-        notify=rule.notify_resolved,
-    )  # fmt: skip
-
-
-def _symbol_batch(s: SymbolSnapshot) -> tuple[str, int]:
-    return (s.timeframe, s.ts)
-
-
-_lengths: dict[str, int] = {}
-
-
-def _length(timeframe: str) -> int:
-    length = _lengths.get(timeframe)
-    if length is None:
-        length = _lengths[timeframe] = parse_timeframe(timeframe)
-    return length

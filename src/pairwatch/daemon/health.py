@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Reversible
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,3 +89,35 @@ class Health:
             "queues": {name: depth() for name, depth in self.queue_depths.items()},
             **{name: dict(counters()) for name, counters in self.stages.items()},
         }
+
+
+def health_values(
+    health: Health, symbols: Iterable[str], now: int, since: int
+) -> dict[str, dict[str, float]]:
+    """Return each symbol's health metrics at ``now`` (gaps counted from ``since``).
+
+    A symbol without a trade since the daemon started has none (no data).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for symbol in symbols:
+        last = health.last_trade.get(symbol)
+        if last is None:
+            out[symbol] = {}
+            continue
+        out[symbol] = {
+            "feed_lag_ms": float(last.ts_recv - last.ts_event),
+            "seconds_since_trade": max(now - last.ts_recv, 0) / 1000,
+            "gaps": float(_count_between(health.gap_times.get(symbol, ()), since, now)),
+        }
+    return out
+
+
+def _count_between(times: Reversible[int], since: int, until: int) -> int:
+    """Count the times in [since, until), reading a time-ordered deque from its newest end."""
+    count = 0
+    for t in reversed(times):
+        if t < since:
+            break
+        if t < until:
+            count += 1
+    return count

@@ -18,7 +18,7 @@ from pairwatch.config.durations import format_duration, parse_duration
 from pairwatch.config.settings import Settings
 from pairwatch.daemon import alert_rows
 from pairwatch.daemon.store import open_store
-from pairwatch.errors import ConfigError, StoreError
+from pairwatch.errors import ConfigError, PairwatchError, StoreError
 from pairwatch.notifiers.formatting import utc
 
 ALL = "all"
@@ -68,11 +68,13 @@ def mute(args: argparse.Namespace, now: int | None = None) -> str:
     if not timedelta(0) < duration <= MAX_SILENCE:
         raise ConfigError(["mute: DURATION must be more than 0 and at most 366 days"])
     rule = _rule(args.rule, settings)
-    target = args.target.upper() if args.target else None
+    target = _target(args.target, settings)
     end = now + int(duration.total_seconds() * 1000)
     conn = _open(db)
     try:
         alert_rows.add_silence(conn, rule, target, now, end, _who(), args.reason)
+    except sqlite3.Error as exc:
+        raise PairwatchError(f"{db}: cannot store the silence: {exc}") from None
     finally:
         conn.close()
     what = "every rule" if rule == "*" else f"rule {rule}"
@@ -85,10 +87,12 @@ def unmute(args: argparse.Namespace, now: int | None = None) -> str:
     now = now if now is not None else time.time_ns() // 1_000_000
     db, settings = _database(args)
     rule = _rule(args.rule, settings, check=False)
-    target = args.target.upper() if args.target else None
+    target = _target(args.target, settings)
     conn = _open(db)
     try:
         ended = alert_rows.cancel_silences(conn, rule, target, now)
+    except sqlite3.Error as exc:
+        raise PairwatchError(f"{db}: cannot end the silences: {exc}") from None
     finally:
         conn.close()
     if not ended:
@@ -140,6 +144,21 @@ def _rule(name: str, settings: Settings | None, *, check: bool = True) -> str:
                 [f"mute: no rule {name!r} in {path} (rules: {', '.join(names) or 'none'})"]
             )
     return name
+
+
+def _target(text: str | None, settings: Settings | None) -> str | None:
+    """Return the target as stored (upper case); check it is a configured pair or symbol."""
+    if text is None:
+        return None
+    target = text.strip().upper()
+    if settings is not None:
+        known = [p.name for p in settings.pairs] + list(settings.feed.symbols)
+        if target not in known:
+            raise ConfigError(
+                [f"mute: --target {text!r} is not a configured pair (Y/X) or symbol "
+                 f"(configured: {', '.join(known)})"]
+            )  # fmt: skip
+    return target
 
 
 def _open(db: Path) -> sqlite3.Connection:

@@ -189,6 +189,8 @@ _V4: Final[tuple[str, ...]] = (
     # Alerts (docs/rules.md): the lifecycle state of every rule × target, every transition,
     # the notifications waiting for delivery, and silences. An event, its outbox rows and
     # its alert's state are written in one transaction, before anything is delivered.
+    # Outbox ids never repeat (AUTOINCREMENT): the delivery workers read past the last id
+    # they handled, and retention may delete the newest row.
     """
     CREATE TABLE alert_state (
         rule TEXT NOT NULL,
@@ -206,7 +208,7 @@ _V4: Final[tuple[str, ...]] = (
         no_data_bars INTEGER NOT NULL,
         no_data_firing INTEGER NOT NULL,
         previous TEXT,
-        muted_firing INTEGER NOT NULL DEFAULT 0,
+        muted INTEGER NOT NULL DEFAULT 0,
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (rule, target)
     ) WITHOUT ROWID
@@ -229,15 +231,17 @@ _V4: Final[tuple[str, ...]] = (
         vals TEXT NOT NULL,
         labels TEXT NOT NULL,
         notify INTEGER NOT NULL,
+        since INTEGER,
         silenced INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL
     )
     """,
     "CREATE INDEX alert_events_at ON alert_events (at)",
     "CREATE INDEX alert_events_rule_at ON alert_events (rule, at)",
+    "CREATE INDEX alert_events_alert ON alert_events (rule, target, id)",
     """
     CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         key TEXT NOT NULL,
         notifier TEXT NOT NULL,
         route TEXT NOT NULL,

@@ -233,7 +233,6 @@ class Daemon:
                     raise task.exception()  # type: ignore[misc]
         finally:
             logger.info("shutting down")
-            _off_sighup(hangup)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -244,8 +243,9 @@ class Daemon:
             pipeline.checkpoint()
             if analytics is not None:
                 analytics.checkpoint()
-            alerts.stage.checkpoint()
+            alerts.stage.checkpoint(final=True)
             await asyncio.to_thread(writer.close, 30.0)
+            _off_sighup(hangup)  # not before: SIGHUP's default action would end the process
             unwritten = writer.queue_depth + writer.rows_dropped
             logger.info(
                 "stopped: %d trades accepted, %d bars closed, %d bar rows written",

@@ -14,7 +14,9 @@ dedupe on the payload's idempotency key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,11 @@ logger = logging.getLogger(__name__)
 
 BATCH = 100
 """Rows a worker reads at a time."""
+
+IDLE_RECHECK_S = 5.0
+"""An idle worker reads the outbox again this often even without a wake-up (a safety net)."""
+
+_MAX_EXPONENT = 30
 
 
 class DeliveryError(Exception):
@@ -150,7 +157,8 @@ class Dispatcher:
             worker.wake.clear()
             items = await asyncio.to_thread(self._read, worker, cursor)
             if not items:
-                await worker.wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(worker.wake.wait(), IDLE_RECHECK_S)
                 continue
             worker.counters.backlog = len(items)
             for item in items:
@@ -167,6 +175,11 @@ class Dispatcher:
         """Deliver ``item``, retrying until it is delivered or permanently refused."""
         notifier, counters = worker.notifier, worker.counters
         attempts = item.attempts
+        if item.error is not None:  # unreadable: it can never be delivered
+            counters.failed += 1
+            logger.error("%s: gave up outbox id %d: %s", notifier.name, item.id, item.error)
+            self._record(Delivery(item.id, "failed", self._clock(), attempts, error=item.error))
+            return
         due = item.next_attempt_at
         while True:
             wait = (due - self._clock()) / 1000
@@ -222,5 +235,8 @@ class Dispatcher:
 
     def _backoff(self, attempts: int, exc: Exception) -> float:
         if isinstance(exc, DeliveryError) and exc.retry_after is not None:
-            return min(max(exc.retry_after, 0.0), self._retry_max)
-        return float(min(self._retry_initial * 2 ** (attempts - 1), self._retry_max))
+            wait = exc.retry_after
+            if math.isfinite(wait):
+                return min(max(wait, 0.0), self._retry_max)
+        exponent = min(max(attempts - 1, 0), _MAX_EXPONENT)
+        return float(min(self._retry_initial * 2.0**exponent, self._retry_max))

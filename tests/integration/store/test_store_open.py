@@ -24,7 +24,10 @@ def test_open_creates_parent_dirs_and_migrates_an_empty_file(tmp_path: Path) -> 
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
         assert conn.execute("PRAGMA application_id").fetchone()[0] == schema.APPLICATION_ID
         tables = {
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
         }
         assert tables == set(schema.TABLES)
         meta = dict(conn.execute("SELECT key, value FROM meta"))

@@ -39,6 +39,7 @@ def test_globs_and_lists_expand_over_the_configured_names_in_order() -> None:
     assert expand(["*/BTCUSDT"], PAIRS) == ["ETHUSDT/BTCUSDT", "SOLUSDT/BTCUSDT"]
     assert expand(["ethusdt/*", "SOLUSDT/BTCUSDT"], PAIRS) == PAIRS
     assert expand(["XRPUSDT/*"], PAIRS) == []
+    assert expand(["solusdt/btcusdt", "ETHUSDT/BTCUSDT"], PAIRS) == PAIRS[:2]  # plain names
 
 
 def test_a_rule_sees_only_its_targets_timeframe_and_window() -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from pairwatch.analytics.alerting import AlertState
 from pairwatch.config.rules import Rule, RulesFile
-from pairwatch.daemon.alert_rows import Notification, Silence, StoredState
-from pairwatch.daemon.alerts import AlertStage, health_values
-from pairwatch.daemon.health import Health
+from pairwatch.daemon.alert_rows import MUTED_FIRING, Notification, Silence, StoredState
+from pairwatch.daemon.alerts import AlertStage
+from pairwatch.daemon.health import Health, health_values
 from pairwatch.errors import ConfigError
 from pairwatch.events import AlertEvent, PairSnapshot, Trade
 
@@ -135,7 +135,7 @@ def test_a_silence_suppresses_the_firing_and_notifies_it_when_it_ends() -> None:
     ((event, silenced),) = writer.all("events")
     assert silenced
     assert writer.all("notifications") == []
-    assert writer.calls[0]["states"][0].muted_firing is True
+    assert writer.calls[0]["states"][0].muted == MUTED_FIRING
     clock.now = T0 + 30 * SEC
     stage.on_clock(clock.now)  # still silenced
     assert writer.all("notifications") == []
@@ -247,16 +247,95 @@ def test_an_invalid_reload_keeps_the_rules_and_sends_one_notice_to_the_admin_rou
     assert kicks == [1]
 
 
-def test_a_target_whose_snapshots_stop_is_evaluated_as_no_data() -> None:
-    clock = Clock()
+def test_a_target_whose_snapshots_stop_is_evaluated_as_no_data_once_per_missing_bar() -> None:
+    clock = Clock(T0 + 3 * SEC)  # the snapshot of the bar [T0, T0 + 1 s) arrives at T0 + 3 s
+    stage, writer, _ = make(rule(no_data="alert", **{"for": "2 bars"}), clock=clock)
+    stage.on_snapshots([snap(2.5, T0)])
+    stage.on_snapshots([snap(2.5, T0 + SEC)])
+    assert [e.kind for e, _ in writer.all("events")] == ["pending", "firing"]
+    for now in (T0 + 7 * SEC, T0 + 7 * SEC + 400):  # 2 bars + 2 s grace after receipt: not yet
+        clock.now = now
+        stage.on_clock(now)
+    assert len(writer.all("events")) == 2
+    for now in (T0 + 7 * SEC + 1, T0 + 7 * SEC + 500, T0 + 8 * SEC + 1):
+        clock.now = now
+        stage.on_clock(now)
+    # One no-data evaluation per missing bar, at that bar's close (bar time, not the clock):
+    # the bars closing at T0 + 6 s and T0 + 7 s; the second makes the 2-bar no-data alert.
+    ((no_data, _),) = writer.all("events")[2:]
+    assert (no_data.kind, no_data.at, no_data.since) == ("no_data", T0 + 7 * SEC, T0 + 6 * SEC)
+
+
+def test_bars_closed_at_start_up_do_not_make_their_targets_stale_at_once() -> None:
+    # Bars left open at the last stop are closed at start and evaluated: their bar times
+    # are old, but they were received now, so the live bars have time to come.
+    clock = Clock(T0 + 3_600 * SEC)
     stage, writer, _ = make(rule(no_data="resolve"), clock=clock)
-    stage.on_snapshots([snap(2.5, T0)])  # closes at T0 + 1 s
-    clock.now = T0 + 4 * SEC  # 2 bars + 2 s grace after the bar's open: not yet stale
-    stage.on_clock(clock.now)
+    stage.on_snapshots([snap(2.5, T0)])
+    for seconds in range(1, 4):
+        clock.now = T0 + (3_600 + seconds) * SEC
+        stage.on_clock(clock.now)
     assert [e.kind for e, _ in writer.all("events")] == ["firing"]
-    clock.now = T0 + 4 * SEC + 1
+
+
+def test_events_of_one_alert_at_the_same_time_get_distinct_keys() -> None:
+    stage, writer, _ = make(rule())
+    stage.on_snapshots([snap(2.5, T0 + 10 * SEC)])
+    for z in (0.1, 2.5, 0.1, 2.5):  # bars from the past: the clock is clamped to T0 + 11 s
+        stage.on_snapshots([snap(z, T0)])
+    events = [e for e, _ in writer.all("events")]
+    assert [(e.kind, e.at) for e in events] == [("firing", T0 + 11 * SEC)] + [
+        (k, T0 + 11 * SEC) for k in ("resolved", "firing", "resolved", "firing")
+    ]
+    assert [e.seq for e in events] == [0, 0, 1, 1, 2]
+    assert len({e.key for e in events}) == 5
+    assert events[2].key.endswith("|firing|" + str(T0 + 11 * SEC) + "#1")
+
+
+def test_a_resolution_says_when_the_firing_began() -> None:
+    stage, writer, _ = make(rule())
+    stage.on_snapshots([snap(2.5, T0)])
+    stage.on_snapshots([snap(0.1, T0 + 5 * SEC)])
+    assert [(e.kind, e.since) for e, _ in writer.all("events")] == [
+        ("firing", T0 + SEC),
+        ("resolved", T0 + SEC),
+    ]
+
+
+def test_a_muted_firing_and_a_muted_no_data_alert_are_held_apart() -> None:
+    clock = Clock()
+    stage, writer, _ = make(rule(no_data="alert", **{"for": "1 bar"}), clock=clock)
+    stage.set_silences([Silence(1, "*", None, T0, T0 + 60 * SEC, "test", None)])
+    stage.on_snapshots([snap(2.5, T0)])  # firing, held back
+    thin = PairSnapshot("ETHUSDT", "BTCUSDT", "1s", 30, T0 + SEC, {}, thin=True)
+    stage.on_snapshots([thin])  # no data: the no-data alert, held back too
+    stage.on_snapshots([snap(2.6, T0 + 2 * SEC)])  # data again: its end, never told
+    assert [(e.kind, s) for e, s in writer.all("events")] == [
+        ("firing", True),
+        ("no_data", True),
+        ("data", True),
+    ]
+    assert writer.calls[-1]["states"][0].muted == MUTED_FIRING
+    clock.now = T0 + 61 * SEC
+    stage.on_snapshots([snap(2.6, T0 + 60 * SEC)])  # still firing, the feed alive
     stage.on_clock(clock.now)
-    assert [e.kind for e, _ in writer.all("events")] == ["firing", "resolved"]
+    firing = writer.all("events")[0][0]
+    assert [n.key for n in writer.all("notifications")] == [firing.key] * 2  # log and mqtt
+    assert writer.calls[-1]["states"][0].muted == 0  # written with the notifications
+
+
+def test_an_untold_end_clears_a_held_firing_even_without_notify_resolved() -> None:
+    clock = Clock()
+    stage, writer, _ = make(rule(notify_resolved=False), clock=clock)
+    stage.set_silences([Silence(1, "z", None, T0, T0 + 60 * SEC, "test", None)])
+    stage.on_snapshots([snap(2.5, T0)])
+    stage.on_snapshots([snap(0.1, T0 + SEC)])  # resolved (not notified anyway)
+    clock.now = T0 + 61 * SEC
+    stage.on_clock(clock.now)  # the silence ended: nothing raised, nothing to tell
+    stage.on_snapshots([snap(2.5, T0 + 62 * SEC)])  # a new firing, told once
+    keys = [n.key for n in writer.all("notifications")]
+    assert len(keys) == 2
+    assert set(keys) == {writer.all("events")[-1][0].key}
 
 
 def test_health_rules_run_on_the_clock() -> None:
