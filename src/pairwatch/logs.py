@@ -19,5 +19,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries are chatty at DEBUG and some log URLs or payloads: keep them at INFO.
-    for name in ("websockets", "apscheduler", "numba", "asyncio"):
+    for name in ("websockets", "apscheduler", "numba", "asyncio", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))

@@ -144,7 +144,7 @@ class AlertRuntime:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._refresh_silences()
+                await self.refresh_silences()
             except Exception as exc:  # a busy or failing store: try again next time
                 logger.warning("reading silences failed: %s", exc)
             watch = self._watch
@@ -162,7 +162,8 @@ class AlertRuntime:
             if watch.read() == first:
                 self.request_reload("file changed")
 
-    async def _refresh_silences(self) -> None:
+    async def refresh_silences(self) -> None:
+        """Read the active silences from the store and apply them now."""
         now = self._clock()
         silences = await asyncio.to_thread(self._read_silences, now)
         self.stage.set_silences(silences)

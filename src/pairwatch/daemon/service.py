@@ -30,7 +30,9 @@ from pairwatch.config.settings import Settings
 from pairwatch.daemon import store, store_reads
 from pairwatch.daemon.alert_service import AlertRuntime
 from pairwatch.daemon.analytics import AnalyticsStage, adf_schedule, pair_specs
+from pairwatch.daemon.bot_backend import DaemonBackend
 from pairwatch.daemon.health import Health
+from pairwatch.daemon.notifier_setup import build_notifiers, start_notifiers, stop_notifiers
 from pairwatch.daemon.pipeline import Pipeline
 from pairwatch.daemon.sources.binance import BinanceFeed, FeedOptions, stream_names, stream_urls
 from pairwatch.daemon.writer import FeedStatsRow, Writer
@@ -160,7 +162,11 @@ class Daemon:
         specs = pair_specs(settings)
         writer = self.writer = Writer(db_path, batch_max_rows=settings.storage.batch_max_rows)
         analytics = self.analytics = AnalyticsStage(specs, writer) if specs else None
-        alerts = self.alerts = AlertRuntime(settings, writer, self.health, clock=self.clock)
+        self.backend = DaemonBackend(self, self.clock)
+        notifiers = build_notifiers(settings, self.backend)
+        alerts = self.alerts = AlertRuntime(
+            settings, writer, self.health, clock=self.clock, notifiers=notifiers
+        )
         last_ids, latest, history, finalized, kalman = await asyncio.to_thread(
             self._load_restart_point,
             label,
@@ -214,6 +220,7 @@ class Daemon:
                 for i, f in enumerate(self._feeds(pipeline))
             ]
             tasks.append(asyncio.create_task(self._clock_loop(pipeline, grace), name="bar-clock"))
+            await start_notifiers(notifiers)
             tasks.append(asyncio.create_task(alerts.run(), name="alerts"))
             hangup = _on_sighup(alerts)
             scheduler.start()
@@ -236,6 +243,8 @@ class Daemon:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_notifiers(notifiers)  # after delivery stopped
+            self.backend.close()
             with contextlib.suppress(Exception):
                 scheduler.shutdown(wait=False)
             adf_worker.shutdown(wait=False, cancel_futures=True)

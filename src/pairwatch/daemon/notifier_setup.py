@@ -1,0 +1,53 @@
+"""Which notifiers run: the log always, Telegram, the webhook (and MQTT) when configured.
+
+Each is built from its settings section; those with a connection of their own are started
+on the daemon's loop before delivery begins and stopped after it ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pairwatch.config.settings import Settings
+from pairwatch.notifiers.log import LogNotifier
+from pairwatch.notifiers.outbox import Notifier
+from pairwatch.notifiers.telegram_backend import BotBackend
+
+logger = logging.getLogger(__name__)
+
+
+def build_notifiers(settings: Settings, backend: BotBackend | None) -> list[Notifier]:
+    """Return the notifiers the settings configure (``log`` always)."""
+    notifiers: list[Notifier] = [LogNotifier()]
+    if settings.telegram.enabled:
+        from pairwatch.notifiers.telegram import TelegramNotifier
+
+        notifiers.append(TelegramNotifier(settings.telegram, backend))
+    if settings.webhook.enabled:
+        from pairwatch.notifiers.webhook import WebhookNotifier
+
+        notifiers.append(WebhookNotifier(settings.webhook))
+    logger.info("notifiers: %s", ", ".join(n.name for n in notifiers))
+    return notifiers
+
+
+async def start_notifiers(notifiers: Sequence[Notifier]) -> None:
+    """Start the notifiers that connect to something (they connect in the background)."""
+    for notifier in notifiers:
+        start = getattr(notifier, "start", None)
+        if start is not None:
+            await start()
+
+
+async def stop_notifiers(notifiers: Sequence[Notifier]) -> None:
+    """Stop or close every notifier that has a connection; never raise."""
+    for notifier in notifiers:
+        for name in ("stop", "close"):
+            method = getattr(notifier, name, None)
+            if method is not None:
+                try:
+                    await method()
+                except Exception:
+                    logger.exception("stopping the %s notifier failed", notifier.name)
+                break
