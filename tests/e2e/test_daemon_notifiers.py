@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import pytest
 from pairwatch.config.load import load_settings
 from pairwatch.daemon.service import Daemon
 from support.botapi import ApiCall, FakeBotApi
+from support.mosquitto import Mosquitto, Subscriber
 from support.receiver import Receiver
 
 TOKEN = "123456:TEST-token-never-logged"
@@ -32,11 +33,11 @@ rules:
     when: hedge_ratio > -1000000
     severity: critical
     message: "{pair} beta {hedge_ratio:.4f}"
-    notify: [telegram, webhook, log]
+    notify: [telegram, webhook, mqtt, log]
 """
 
 
-def write_config(tmp_path: Path, api: FakeBotApi, receiver: Receiver) -> Path:
+def write_config(tmp_path: Path, api: FakeBotApi, receiver: Receiver, broker: Mosquitto) -> Path:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     config = tmp_path / "pairwatch.toml"
@@ -63,6 +64,12 @@ poll_timeout = "1s"
 [webhook]
 url = "{receiver.url}/hook"
 
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+client_id = "pairwatch-e2e"
+ha_discovery = true
+
 [[pairs]]
 y = "ETHUSDT"
 x = "BTCUSDT"
@@ -78,6 +85,12 @@ adf_refresh = "1h"
 async def api() -> AsyncIterator[FakeBotApi]:
     async with FakeBotApi(TOKEN) as server:
         yield server
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    with Mosquitto(tmp_path / "broker") as mosquitto:
+        yield mosquitto
 
 
 @pytest.fixture
@@ -102,18 +115,26 @@ async def command(api: FakeBotApi, text: str) -> ApiCall:
     return reply
 
 
-async def test_alerts_reach_telegram_and_the_webhook_and_commands_are_answered(
+async def test_alerts_reach_telegram_mqtt_and_the_webhook_and_commands_are_answered(
     tmp_path: Path,
     api: FakeBotApi,
     receiver: Receiver,
+    broker: Mosquitto,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("PAIRWATCH_TELEGRAM__TOKEN", TOKEN)
-    settings = load_settings(write_config(tmp_path, api, receiver))
+    settings = load_settings(write_config(tmp_path, api, receiver, broker))
     daemon = Daemon(settings)
     stop = asyncio.Event()
+    sub = await asyncio.create_subprocess_exec(
+        "mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-v", "-q", "1",
+        "-t", "pairwatch/v1/alerts/#", "-t", "pairwatch/v1/status",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    subscriber = Subscriber(broker.port, ["pairwatch/v1/#", "homeassistant/#"])
+    await subscriber.__aenter__()
     task = asyncio.create_task(daemon.run(stop))
     try:
         (alert,) = await api.wait_for(
@@ -132,6 +153,18 @@ async def test_alerts_reach_telegram_and_the_webhook_and_commands_are_answered(
         assert body["key"] == body["event"]["key"]
         assert "|firing|" in body["key"]
 
+        mqtt_alert = await subscriber.wait_for(
+            lambda ms: any(m.topic.value == "pairwatch/v1/alerts/always" for m in ms)
+        )
+        alert_body = json.loads(
+            next(m for m in mqtt_alert if m.topic.value == "pairwatch/v1/alerts/always").payload  # type: ignore[arg-type]
+        )
+        assert alert_body["key"] == body["key"]  # one event, the same key everywhere
+        series = "pairwatch/v1/analytics/ETHUSDT-BTCUSDT/1s/5"
+        snapshots = await subscriber.wait_for(lambda ms: any(m.topic.value == series for m in ms))
+        snapshot = next(m for m in snapshots if m.topic.value == series)
+        assert "hedge_ratio" in json.loads(snapshot.payload)["metrics"]  # type: ignore[arg-type]
+        assert any(m.topic.value.startswith("homeassistant/sensor/") for m in subscriber.messages)
         status = str((await command(api, "/status")).arg("text"))
         assert "simulator" in status
         pairs = str((await command(api, "/pairs")).arg("text"))
@@ -155,5 +188,12 @@ async def test_alerts_reach_telegram_and_the_webhook_and_commands_are_answered(
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+        await subscriber.__aexit__(None, None, None)
+        sub.terminate()
+        lines, _ = await asyncio.wait_for(sub.communicate(), 10)
+    printed = lines.decode().splitlines()
+    assert "pairwatch/v1/status online" in printed
+    assert printed[-1] == "pairwatch/v1/status offline"  # said at shutdown
+    assert any(line.startswith("pairwatch/v1/alerts/always {") for line in printed)
     assert all(TOKEN not in record.getMessage() for record in caplog.records)
     assert all(TOKEN not in str(record.args) for record in caplog.records)

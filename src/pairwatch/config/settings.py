@@ -341,6 +341,12 @@ class Settings(BaseSettings):
             if pair.name in seen:
                 raise ValueError(f"pair {pair.name} is listed twice")
             seen.add(pair.name)
+        unknown = [p for p in self.mqtt.pairs if p.upper() not in seen]
+        if unknown:
+            raise ValueError(
+                f"mqtt.pairs: {', '.join(unknown)} not among the configured pairs "
+                f"({', '.join(sorted(seen)) or 'none'})"
+            )
         return self
 
     @property

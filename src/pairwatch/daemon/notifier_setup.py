@@ -11,15 +11,22 @@ from collections.abc import Sequence
 
 from pairwatch.config.settings import Settings
 from pairwatch.notifiers.log import LogNotifier
+from pairwatch.notifiers.mqtt import MqttLink
 from pairwatch.notifiers.outbox import Notifier
 from pairwatch.notifiers.telegram_backend import BotBackend
 
 logger = logging.getLogger(__name__)
 
 
-def build_notifiers(settings: Settings, backend: BotBackend | None) -> list[Notifier]:
+def build_notifiers(
+    settings: Settings, backend: BotBackend | None, mqtt_link: MqttLink | None = None
+) -> list[Notifier]:
     """Return the notifiers the settings configure (``log`` always)."""
     notifiers: list[Notifier] = [LogNotifier()]
+    if mqtt_link is not None:
+        from pairwatch.notifiers.mqtt import MqttNotifier
+
+        notifiers.append(MqttNotifier(mqtt_link))
     if settings.telegram.enabled:
         from pairwatch.notifiers.telegram import TelegramNotifier
 

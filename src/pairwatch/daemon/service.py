@@ -32,6 +32,7 @@ from pairwatch.daemon.alert_service import AlertRuntime
 from pairwatch.daemon.analytics import AnalyticsStage, adf_schedule, pair_specs
 from pairwatch.daemon.bot_backend import DaemonBackend
 from pairwatch.daemon.health import Health
+from pairwatch.daemon.mqtt_service import MqttRuntime, announced
 from pairwatch.daemon.notifier_setup import build_notifiers, start_notifiers, stop_notifiers
 from pairwatch.daemon.pipeline import Pipeline
 from pairwatch.daemon.sources.binance import BinanceFeed, FeedOptions, stream_names, stream_urls
@@ -134,6 +135,8 @@ class Daemon:
         self.writer: Writer | None = None
         self.analytics: AnalyticsStage | None = None
         self.alerts: AlertRuntime | None = None
+        self.mqtt: MqttRuntime | None = None
+        self.backend: DaemonBackend | None = None
         self.ready = asyncio.Event()
         self.base_url = settings.feed.stream_url_base
 
@@ -163,7 +166,8 @@ class Daemon:
         writer = self.writer = Writer(db_path, batch_max_rows=settings.storage.batch_max_rows)
         analytics = self.analytics = AnalyticsStage(specs, writer) if specs else None
         self.backend = DaemonBackend(self, self.clock)
-        notifiers = build_notifiers(settings, self.backend)
+        mqtt = self.mqtt = MqttRuntime(settings, self.health) if settings.mqtt.enabled else None
+        notifiers = build_notifiers(settings, self.backend, mqtt.link if mqtt else None)
         alerts = self.alerts = AlertRuntime(
             settings, writer, self.health, clock=self.clock, notifiers=notifiers
         )
@@ -181,6 +185,8 @@ class Daemon:
         writer.start()
         if analytics is not None:
             analytics.add_listener(alerts.stage.on_snapshots)
+            if mqtt is not None:
+                analytics.add_listener(mqtt.publisher.on_snapshots)
         if analytics is not None and finalized:
             # Bars left open at the last stop and closed at this start were never handed on:
             # their snapshots are computed (and stored) now, after the warm-up's bars.
@@ -203,6 +209,8 @@ class Daemon:
         if analytics is not None:
             pipeline.add_sink(analytics.on_bars)
             self.health.stages["analytics"] = analytics.counters
+        if mqtt is not None and settings.mqtt.publish_bars:
+            pipeline.add_sink(mqtt.publisher.on_bars)
         self.health.stages["alerts"] = alerts.stage.counters
         self.health.stages["delivery"] = lambda: {
             f"{name}_{key}": value
@@ -222,6 +230,8 @@ class Daemon:
             tasks.append(asyncio.create_task(self._clock_loop(pipeline, grace), name="bar-clock"))
             await start_notifiers(notifiers)
             tasks.append(asyncio.create_task(alerts.run(), name="alerts"))
+            if mqtt is not None:
+                tasks.append(asyncio.create_task(mqtt.run(), name="mqtt-publish"))
             hangup = _on_sighup(alerts)
             scheduler.start()
             logger.info(
@@ -240,11 +250,16 @@ class Daemon:
                     raise task.exception()  # type: ignore[misc]
         finally:
             logger.info("shutting down")
+            for task in tasks[: len(self.feeds)]:
+                task.cancel()  # the feeds first: nothing new after this
+            if mqtt is not None:
+                await mqtt.flush(2.0)  # the last snapshots out while the link is up
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await stop_notifiers(notifiers)  # after delivery stopped
-            self.backend.close()
+            if self.backend is not None:
+                self.backend.close()
             with contextlib.suppress(Exception):
                 scheduler.shutdown(wait=False)
             adf_worker.shutdown(wait=False, cancel_futures=True)
@@ -293,6 +308,8 @@ class Daemon:
             closed_now = set(store.finalize_open_bars(conn, ended_by))
             history = [] if analytics is None else analytics.load_history(conn)
             alerts.load(conn)  # a ConfigError (invalid rules file) stops the start here
+            if self.mqtt is not None:
+                self.mqtt.previous = announced(conn)
             return (
                 store_reads.load_symbol_state(conn, market, stream),
                 store_reads.load_latest_bars(conn, symbols, timeframes),
