@@ -130,3 +130,11 @@ async def test_through_the_outbox_failures_are_retried_in_order(
     rows = conn.execute("select attempts, delivered_at is not null from outbox order by id")
     assert rows.fetchall() == [(3, 1), (1, 1)]
     conn.close()
+
+
+async def test_a_url_that_cannot_work_is_given_up_not_retried_for_ever() -> None:
+    notifier = WebhookNotifier(WebhookSettings(url="https://example.invalid/hook"))  # type: ignore[arg-type]
+    with pytest.raises(DeliveryError, match="bad webhook URL") as caught:
+        await notifier.deliver(item(1, {"url": "ftp://127.0.0.1/hook"}))
+    await notifier.close()
+    assert caught.value.permanent

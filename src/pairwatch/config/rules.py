@@ -25,6 +25,7 @@ import string
 from datetime import timedelta
 from functools import cached_property, lru_cache
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -70,6 +71,8 @@ _TEXT_FIELDS = frozenset(
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CHAT = re.compile(r"-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
+_WILDCARDS = re.compile(r"[#+\x00]")
 _BARS = re.compile(r"^\s*(\d+)\s*bars?\s*$", re.IGNORECASE)
 _BARE_NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
 _MAX_FORMAT_WIDTH = 40
@@ -159,6 +162,18 @@ class Route(BaseModel):
         for key in ("chat", "topic", "url"):
             if getattr(self, key) is not None and allowed[self.notifier] != key:
                 raise ValueError(f"{self.notifier} routes take no {key!r}")
+        # Checked here, not at delivery: a bad destination would be retried for ever and
+        # hold up every later notification of that notifier.
+        if self.chat is not None and not _CHAT.fullmatch(self.chat):
+            raise ValueError(f"chat {self.chat!r}: a chat id (a number) or an @channel name")
+        if self.topic is not None and (
+            not self.topic.strip("/") or self.topic.startswith("$") or _WILDCARDS.search(self.topic)
+        ):
+            raise ValueError(f"topic {self.topic!r}: no '+', '#' or NUL, not empty, no leading '$'")
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"url {self.url!r}: an http:// or https:// URL")
         return self
 
 
@@ -224,6 +239,8 @@ class Rule(BaseModel):
                 f"{name!r}: use 1-64 letters, digits, '_', '.' or '-' "
                 "(it names MQTT topics and bot commands)"
             )
+        if name.lower() == "all":
+            raise ValueError(f"{name!r} is reserved: 'mute all' means every rule")
         return name
 
     @field_validator("when", "clear")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
@@ -59,12 +61,20 @@ class DaemonBackend:
         self._daemon = daemon
         self._clock = clock
         self._reader = ReadConnection(daemon.settings.db_path)
+        self._charts: ProcessPoolExecutor | None = None
+        """Renders charts in a process: matplotlib holds the GIL for ~0.2 s per chart."""
+        self.closing = False
+        """Set at shutdown: commands that need the store are refused from then on."""
         self._rates: tuple[float, int, dict[str, int]] | None = None
         """(monotonic time, accepted trades, last trade id per symbol) at the last status."""
 
     def close(self) -> None:
-        """Close the read connection (after any read still running)."""
+        """Close the read connection (after any read still running) and the chart process."""
+        self.closing = True
         self._reader.close()
+        if self._charts is not None:
+            self._charts.shutdown(wait=False, cancel_futures=True)
+            self._charts = None
 
     async def status(self) -> BotStatus:
         daemon = self._daemon
@@ -148,10 +158,14 @@ class DaemonBackend:
             finally:
                 conn.close()
 
+        self._open()
         data = await asyncio.to_thread(read)
         if len(data.ts) == 0:
             raise BackendError(f"no analytics yet for {pair.y}/{pair.x} {timeframe} w{window}")
-        return await asyncio.to_thread(render_chart, data)
+        if self._charts is None:
+            self._charts = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._charts, render_chart, data)
 
     async def alerts(self) -> Sequence[AlertInfo]:
         runtime = self._daemon.alerts
@@ -168,9 +182,11 @@ class DaemonBackend:
             main = rule.primary
             value = math.nan
             analytics = self._daemon.analytics
-            if analytics is not None and rule.kind == "pair":
-                snap = analytics.latest.get((target, rule.timeframe or "", rule.window or 0))
-                if snap is not None:
+            if analytics is not None and rule.timeframe is not None and rule.window is not None:
+                key = (target, rule.timeframe, rule.window)
+                latest = analytics.latest if rule.kind == "pair" else analytics.latest_symbols
+                snap = latest.get(key)
+                if snap is not None and main.metric in snap.metrics:
                     value = main.value(snap.metrics)
             out.append(
                 AlertInfo(
@@ -221,6 +237,7 @@ class DaemonBackend:
         return out
 
     async def mute(self, rule: str, duration: timedelta, by: str) -> str:
+        self._open()
         stored = self._rule_name(rule)
         now = self._clock()
         end = now + int(duration.total_seconds() * 1000)
@@ -232,6 +249,7 @@ class DaemonBackend:
         return f"muted {what} for {format_duration(duration)}, until {utc(end)} ({db.name})"
 
     async def unmute(self, rule: str, by: str) -> str:
+        self._open()
         stored = self._rule_name(rule, check=False)
         now = self._clock()
         ended = await asyncio.to_thread(
@@ -243,6 +261,10 @@ class DaemonBackend:
         return f"ended {len(ended)} silence(s) of {rule}"
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self.closing:
+            raise BackendError("pairwatch is shutting down; try again once it is back")
 
     def _pair(self, y: str, x: str, timeframe: str | None) -> tuple[PairSettings, str]:
         settings = self._daemon.settings
@@ -285,7 +307,13 @@ class DaemonBackend:
 
 def _chart_data(conn: sqlite3.Connection, y: str, x: str, timeframe: str, window: int) -> ChartData:
     """Return the latest ``CHART_BARS`` bars of a pair series as chart data."""
-    series = store_reads.load_pair_analytics(conn, y, x, timeframe, window)
+    last = conn.execute(
+        "SELECT ts FROM analytics WHERE y = ? AND x = ? AND timeframe = ? AND window = ? "
+        "ORDER BY ts DESC LIMIT 1 OFFSET ?",
+        (y, x, timeframe, window, CHART_BARS - 1),
+    ).fetchone()  # the first of the last CHART_BARS rows: read only those (primary key)
+    start = None if last is None else int(last[0])
+    series = store_reads.load_pair_analytics(conn, y, x, timeframe, window, from_ts=start)
     ts = series["ts"][-CHART_BARS:]
     spread = series["spread"][-CHART_BARS:]
     zscore = series["zscore"][-CHART_BARS:]

@@ -250,6 +250,8 @@ class Daemon:
                     raise task.exception()  # type: ignore[misc]
         finally:
             logger.info("shutting down")
+            if self.backend is not None:
+                self.backend.closing = True  # bot commands that write are refused from now
             for task in tasks[: len(self.feeds)]:
                 task.cancel()  # the feeds first: nothing new after this
             if mqtt is not None:

@@ -49,6 +49,9 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 logger = logging.getLogger(__name__)
 
+RECONNECT_RECHECK_S = 5.0
+"""While the bot is not connected, a delivery is tried again this soon."""
+
 NAME = "telegram"
 _NUMERIC_CHAT = re.compile(r"-?\d+")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
@@ -180,7 +183,9 @@ class TelegramNotifier:
                 await asyncio.wait_for(self._decided.wait(), self._connect_wait)
         if not self._connected:
             reason = "the bot token was refused" if self._refused else "not connected yet"
-            raise DeliveryError(f"Telegram Bot API: {reason}")
+            # Come back soon rather than after the outbox's growing backoff: the bot
+            # retries its connection every few seconds and deliveries should follow.
+            raise DeliveryError(f"Telegram Bot API: {reason}", retry_after=RECONNECT_RECHECK_S)
         try:
             message = payload_message(item.payload)
         except (ValueError, KeyError, TypeError) as exc:

@@ -10,6 +10,7 @@ honoured); any other answer (a 4xx: the receiver refuses it) gives the notificat
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -68,20 +69,26 @@ class WebhookNotifier:
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = signature(self._secret, body)
         try:
-            response = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:  # timeouts, refused connections, broken answers
+            # The whole request within the timeout (a receiver trickling bytes cannot hold
+            # the worker), and the answer's body is never read: only its status matters.
+            async with asyncio.timeout(self._settings.timeout.total_seconds()):
+                async with self._client.stream("POST", url, content=body, headers=headers) as r:
+                    status, retry = r.status_code, r.headers.get("Retry-After")
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise DeliveryError(f"bad webhook URL: {exc}", permanent=True) from None
+        except TimeoutError:
+            raise DeliveryError("timed out") from None
+        except httpx.HTTPError as exc:  # refused connections, broken answers
             raise DeliveryError(f"{type(exc).__name__}: {exc or 'no detail'}") from None
-        status = response.status_code
         if 200 <= status < 300:
             return
         reason = f"HTTP {status} from {_host(url)}"
         if status == 429 or status >= 500:
-            raise DeliveryError(reason, retry_after=_retry_after(response))
+            raise DeliveryError(reason, retry_after=_retry_after(retry))
         raise DeliveryError(reason, permanent=True)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
     try:

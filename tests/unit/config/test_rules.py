@@ -328,6 +328,22 @@ def test_routes_are_names_or_one_mapping_with_options() -> None:
             "expected a notifier name (telegram, mqtt, webhook, log) or one mapping",
         ),
         (5, "expected a notifier name (telegram, mqtt, webhook, log) or one mapping"),
+        (
+            {"telegram": {"chat": "my group"}},
+            "chat 'my group': a chat id (a number) or an @channel name",
+        ),
+        (
+            {"mqtt": {"topic": "desk/#"}},
+            "topic 'desk/#': no '+', '#' or NUL, not empty, no leading '$'",
+        ),
+        (
+            {"mqtt": {"topic": "$SYS/x"}},
+            "topic '$SYS/x': no '+', '#' or NUL, not empty, no leading '$'",
+        ),
+        (
+            {"webhook": {"url": "hooks.example.com/x"}},
+            "url 'hooks.example.com/x': an http:// or https:// URL",
+        ),
     ],
 )
 def test_a_bad_route_names_the_problem(route: Any, message: str) -> None:
@@ -639,6 +655,13 @@ def test_bad_rule_names_are_refused(name: str) -> None:
             f"{name!r}: use 1-64 letters, digits, '_', '.' or '-' "
             "(it names MQTT topics and bot commands)",
         )
+    ]
+
+
+@pytest.mark.parametrize("name", ["all", "All", "ALL"])
+def test_all_is_reserved_for_every_rule(name: str) -> None:
+    assert pair_errors(name=name) == [
+        (("name",), f"{name!r} is reserved: 'mute all' means every rule")
     ]
 
 
