@@ -31,6 +31,10 @@ def _split_list(value: object) -> object:
     return [item.strip() for item in text.split(",")] if text else []
 
 
+split_list = _split_list
+"""Public name of the list reader (JSON or comma-separated), for other settings modules."""
+
+
 def _symbol(value: str) -> str:
     """Return ``value`` upper-cased if it is a valid exchange symbol."""
     symbol = value.strip().upper()

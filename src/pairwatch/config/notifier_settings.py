@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from pairwatch.config.durations import PositiveDuration
-from pairwatch.config.field_types import FilePath
+from pairwatch.config.field_types import FilePath, split_list
 
 _SECTION = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -43,7 +44,7 @@ class TelegramSettings(BaseModel):
             "telegram_token). Unset: no Telegram."
         ),
     )
-    chat_ids: tuple[str, ...] = Field(
+    chat_ids: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description=(
             "Chats that may use the bot's commands and get alerts by default: numeric ids "
@@ -70,7 +71,9 @@ class TelegramSettings(BaseModel):
     @classmethod
     def _chats(cls, value: object) -> object:
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+            value = split_list(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
         if isinstance(value, list | tuple):
             value = [str(v) if isinstance(v, int) else v for v in value]
             for chat in value:
@@ -84,7 +87,21 @@ class TelegramSettings(BaseModel):
         url = _http_url(value)
         if url is None:
             raise ValueError("expected an http:// or https:// URL")
+        if not url.endswith("/bot") and "{token}" not in url:
+            raise ValueError(
+                f"{url!r}: end it with /bot (the token is appended, e.g. "
+                "http://127.0.0.1:8081/bot) or place {token} in it"
+            )
         return url
+
+    @model_validator(mode="after")
+    def _check(self) -> TelegramSettings:
+        if self.token is not None and not self.chat_ids:
+            raise ValueError(
+                "telegram.token is set but telegram.chat_ids is empty: list the chats that "
+                "may use the bot and get alerts"
+            )
+        return self
 
     @property
     def enabled(self) -> bool:
@@ -158,6 +175,17 @@ class MqttSettings(BaseModel):
     def _check(self) -> MqttSettings:
         if self.password is not None and self.username is None:
             raise ValueError("mqtt.password is set but mqtt.username is not")
+        tls = self.tls
+        if not tls.enabled and (tls.ca_file or tls.cert_file or tls.key_file):
+            raise ValueError(
+                "mqtt.tls files are set but mqtt.tls.enabled is false: the connection "
+                "(and any password) would go in clear; set enabled = true"
+            )
+        if self.ha_discovery and not self.publish_analytics:
+            raise ValueError(
+                "mqtt.ha_discovery needs mqtt.publish_analytics: the sensors read the "
+                "analytics topics"
+            )
         return self
 
     @property

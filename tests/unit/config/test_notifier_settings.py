@@ -18,7 +18,8 @@ def test_chat_ids_are_text_from_numbers_lists_or_a_comma_string() -> None:
     )
     assert TelegramSettings(chat_ids="1, -2").chat_ids == ("1", "-2")  # type: ignore[arg-type]
     assert not TelegramSettings().enabled
-    assert TelegramSettings(token="1:x").enabled  # type: ignore[arg-type]
+    assert TelegramSettings(token="1:x", chat_ids=["1"]).enabled  # type: ignore[arg-type]
+    assert TelegramSettings(api_base_url="http://h:8081/b{token}/").api_base_url.endswith("/")
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,14 @@ def test_chat_ids_are_text_from_numbers_lists_or_a_comma_string() -> None:
         (MqttSettings, {"password": "p"}, "mqtt.password is set but mqtt.username is not"),
         (MqttSettings, {"qos": 3}, "Input should be 0, 1 or 2"),
         (WebhookSettings, {"url": "example.com/hook"}, "expected an http:// or https:// URL"),
+        (TelegramSettings, {"api_base_url": "http://127.0.0.1:8081"}, "end it with /bot"),
+        (TelegramSettings, {"token": "1:x"}, "telegram.chat_ids is empty"),
+        (MqttSettings, {"tls": {"ca_file": "/ca.pem"}}, "mqtt.tls.enabled is false"),
+        (
+            MqttSettings,
+            {"ha_discovery": True, "publish_analytics": False},
+            "mqtt.ha_discovery needs mqtt.publish_analytics",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_a_hint(

@@ -197,7 +197,11 @@ def test_notifier_secrets_come_from_the_credentials_directory_and_never_show(
     (tmp_path / "telegram_token").write_text("123:abc\n", encoding="utf-8")
     (tmp_path / "mqtt_password").write_text("hunter2", encoding="utf-8")
     settings = load_settings(
-        environ={"CREDENTIALS_DIRECTORY": str(tmp_path), "PAIRWATCH_MQTT__USERNAME": "pw"}
+        environ={
+            "CREDENTIALS_DIRECTORY": str(tmp_path),
+            "PAIRWATCH_MQTT__USERNAME": "pw",
+            "PAIRWATCH_TELEGRAM__CHAT_IDS": "42",
+        }
     )
     assert settings.telegram.token is not None
     assert settings.telegram.token.get_secret_value() == "123:abc"
