@@ -21,6 +21,7 @@ from pairwatch.config.settings import Settings
 from pairwatch.daemon import alert_rows
 from pairwatch.daemon.alerts import AlertStage
 from pairwatch.daemon.health import Health
+from pairwatch.daemon.silences import BITS
 from pairwatch.daemon.store import ReadConnection
 from pairwatch.daemon.writer import Writer
 from pairwatch.notifiers.log import LogNotifier
@@ -84,8 +85,9 @@ class AlertRuntime:
         """
         rules = self._load() if self.path is not None else RulesFile()
         stored = alert_rows.load_alert_states(conn)
-        bits = (("firing", alert_rows.MUTED_FIRING), ("no_data", alert_rows.MUTED_NO_DATA))
-        muted_keys = [(s.rule, s.target, k) for s in stored for k, bit in bits if s.muted & bit]
+        muted_keys = [
+            (s.rule, s.target, kind) for s in stored for kind, bit in BITS.items() if s.muted & bit
+        ]
         muted = alert_rows.load_raising_events(conn, muted_keys)
         self.stage.install(rules, stored, muted)
         self.stage.set_silences(alert_rows.load_silences(conn, self._clock()))
