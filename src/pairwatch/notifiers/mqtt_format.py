@@ -233,6 +233,31 @@ def discovery_topic(discovery_prefix: str, series: Series, metric: str) -> str:
     return f"{discovery_prefix}/sensor/{series.object_id(metric)}/config"
 
 
+def discovery_topics(discovery_prefix: str, series: Iterable[Series]) -> set[str]:
+    """Return the retained config topics of every sensor of ``series``."""
+    return {discovery_topic(discovery_prefix, s, metric) for s in series for metric in HA_METRICS}
+
+
+def snapshot_topics(prefix: str, series: Iterable[Series], only: Collection[str] = ()) -> set[str]:
+    """Return the retained snapshot topics (pairs and symbols) published for ``series``.
+
+    ``series`` is every configured pair series, also those ``only`` (``mqtt.pairs``) leaves
+    out: a leg's symbol windows are those of all its pairs, as in the engine. With ``only``,
+    the pair topics of those pairs and the symbol topics of their legs, as
+    ``MqttPublisher.on_snapshots`` filters them.
+    """
+    chosen = selected_pairs(only)
+    legs = None if chosen is None else {symbol for pair in chosen for symbol in pair}
+    topics = set()
+    for s in series:
+        if chosen is None or (s.y, s.x) in chosen:
+            topics.add(analytics_topic(prefix, s.y, s.x, s.timeframe, s.window))
+        for symbol in (s.y, s.x):
+            if legs is None or symbol in legs:
+                topics.add(symbol_topic(prefix, symbol, s.timeframe, s.window))
+    return topics
+
+
 def discovery_config(series: Series, metric: str, prefix: str, version: str) -> bytes:
     """Return the Home Assistant discovery config of one sensor (one metric of a series)."""
     label, icon = HA_METRICS[metric]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 from pairwatch import __version__
@@ -30,7 +30,8 @@ from pairwatch.notifiers.mqtt_format import (
 logger = logging.getLogger(__name__)
 
 DISCOVERY_QOS: Final = 1
-"""Home Assistant's retained configs are few and matter: always acknowledged."""
+"""Home Assistant's retained configs and the clearing of stale retained topics are few and
+matter: always acknowledged (the daemon forgets a cleared topic only once it was)."""
 
 Latest = PairSnapshot | SymbolSnapshot | Bar
 
@@ -59,11 +60,12 @@ class MqttPublisher:
         self._wake = asyncio.Event()
         self._draining = asyncio.Lock()
         self._configs: dict[str, bytes] = {}
-        self._removals: list[str] = []
+        self._removals: dict[str, None] = {}  # retained topics to clear once, in order
         self._discovery_due = False
         self._generation = 0
         self.discovery_sent = asyncio.Event()
-        """Set once every discovery config and removal given to ``announce`` was sent."""
+        """Set once every discovery config given to ``announce`` and every retained topic
+        to clear (``announce``'s removals, ``clear``) was sent and acknowledged."""
         self.published = 0
         self.coalesced = 0
         self.dropped = 0
@@ -120,21 +122,43 @@ class MqttPublisher:
             taken += 1
         self._took(before, taken)
 
-    def announce(self, current: Sequence[Series], previous: Sequence[Series] = ()) -> None:
+    def announce(
+        self,
+        current: Sequence[Series],
+        previous: Sequence[Series] = (),
+        *,
+        clear: Iterable[str] = (),
+    ) -> None:
         """Announce ``current`` to Home Assistant and remove the sensors of the rest.
 
-        ``previous`` is what was announced last time (the daemon keeps it); the sensors of
-        a series in it and not in ``current`` get an empty retained config, which deletes
-        them. Configs are sent again after every reconnect (a broker without persistence
-        forgets them); removals only until sent once.
+        ``previous`` is what was announced last time; the sensors of a series in it and not
+        in ``current`` get an empty retained config, which deletes them. ``clear`` names
+        more config topics to delete (the daemon keeps the topics it announced). Configs are
+        sent again after every reconnect (a broker without persistence forgets them);
+        removals only until sent once.
         """
-        self._configs, self._removals = discovery_messages(
+        configs, removals = discovery_messages(
             current,
             previous,
             prefix=self._prefix,
             discovery_prefix=self._settings.discovery_prefix,
             version=__version__,
         )
+        self._configs = configs
+        waiting = (*self._removals, *removals, *clear)
+        self._removals = {topic: None for topic in waiting if topic not in configs}
+        self._due()
+
+    def clear(self, topics: Iterable[str]) -> None:
+        """Clear retained ``topics`` once (an empty retained payload at QoS 1).
+
+        For the topics of series no longer published: the broker would otherwise keep their
+        last value forever. Never give a topic that is still published.
+        """
+        self._removals.update(dict.fromkeys(topics))
+        self._due()
+
+    def _due(self) -> None:
         self._generation += 1
         self.discovery_sent.clear()
         self._discovery_due = True
@@ -180,16 +204,19 @@ class MqttPublisher:
             self._wake.set()
 
     async def _send_discovery(self) -> None:
-        generation, configs, removals = self._generation, self._configs, self._removals
+        generation, configs, removals = self._generation, self._configs, list(self._removals)
         for topic in removals:
             await self._link.publish(topic, b"", qos=DISCOVERY_QOS, retain=True)
+            self._removals.pop(topic, None)  # acknowledged: not again after a reconnect
         for topic, payload in configs.items():
             await self._link.publish(topic, payload, qos=DISCOVERY_QOS, retain=True)
-        if generation == self._generation:  # not replaced by announce() meanwhile
-            self._removals = []
+        if generation == self._generation:  # nothing new from announce() or clear() meanwhile
             self._discovery_due = False
             self.discovery_sent.set()
-        logger.info("announced %d Home Assistant sensors (%d removed)", len(configs), len(removals))
+        if configs:
+            logger.info("announced %d Home Assistant sensors", len(configs))
+        if removals:
+            logger.info("cleared %d retained topics of series no longer published", len(removals))
 
     async def _drain(self) -> None:
         """Publish every pending value; on a lost link keep the unsent ones (unless newer came)."""

@@ -27,9 +27,11 @@ from pairwatch.notifiers.mqtt_format import (
     discovery_config,
     discovery_messages,
     discovery_topic,
+    discovery_topics,
     iso_utc,
     pair_payload,
     selected_pairs,
+    snapshot_topics,
     status_topic,
     symbol_payload,
     symbol_topic,
@@ -295,3 +297,25 @@ def test_the_documented_examples_match_their_schemas(heading: str, schema: str) 
     example = json.loads(match.group(1))
     assert check(example, schemas()[schema]) == []
     assert documented(example, schemas()[schema]) == []
+
+
+def test_snapshot_topics_are_those_of_the_pairs_and_their_legs_mqtt_pairs_keeps() -> None:
+    series = [Series("ETHUSDT", "BTCUSDT", "1m", 30), Series("SOLUSDT", "BTCUSDT", "1m", 50)]
+    assert sorted(snapshot_topics("p", series)) == [
+        "p/analytics/ETHUSDT-BTCUSDT/1m/30", "p/analytics/SOLUSDT-BTCUSDT/1m/50",
+        "p/symbols/BTCUSDT/1m/30", "p/symbols/BTCUSDT/1m/50", "p/symbols/ETHUSDT/1m/30",
+        "p/symbols/SOLUSDT/1m/50",
+    ]  # fmt: skip
+    # A leg keeps the windows of every pair it is in, as the engine computes them.
+    assert sorted(snapshot_topics("p", series, ["ethusdt/btcusdt"])) == [
+        "p/analytics/ETHUSDT-BTCUSDT/1m/30", "p/symbols/BTCUSDT/1m/30",
+        "p/symbols/BTCUSDT/1m/50", "p/symbols/ETHUSDT/1m/30",
+    ]  # fmt: skip
+
+
+def test_discovery_topics_name_every_sensor_of_every_series() -> None:
+    series = [Series("ETHUSDT", "BTCUSDT", "1m", 30)]
+    assert sorted(discovery_topics("ha", series)) == [
+        f"ha/sensor/pairwatch_ethusdt_btcusdt_1m_30_{metric}/config"
+        for metric in ("correlation", "hedge_ratio", "zscore")
+    ]
