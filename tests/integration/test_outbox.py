@@ -260,3 +260,105 @@ async def test_rows_written_after_retention_emptied_the_outbox_are_still_deliver
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert notifier.delivered == [event(n).key for n in range(3)]
+
+
+class Windowed(Scripted):
+    """A notifier with ``window`` deliveries in flight; each waits until released."""
+
+    def __init__(self, window: int, failures: dict[str, list[DeliveryError]] | None = None):
+        super().__init__(failures=failures)
+        self.window = window
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.starts: list[str] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.started = asyncio.Condition()
+
+    async def deliver(self, item: OutboxItem) -> None:
+        self.starts.append(item.key)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        gate = self.gates.setdefault(item.key, asyncio.Event())
+        async with self.started:
+            self.started.notify_all()
+        try:
+            await gate.wait()
+            gate.clear()  # a second attempt waits to be released again
+            await super().deliver(item)
+        finally:
+            self.in_flight -= 1
+
+    async def release(self, n: int) -> None:
+        """Let the delivery of ``event(n)`` finish, once it has started."""
+        key = event(n).key
+        async with self.started:
+            await self.started.wait_for(lambda: key in self.gates)
+        self.gates[key].set()
+
+
+async def test_a_window_keeps_deliveries_in_flight_and_records_them_in_id_order(
+    db: Path, writer: Writer
+) -> None:
+    store(writer, [note(n) for n in range(10)])
+    notifier = Windowed(4)
+    dispatcher = Dispatcher([notifier], db, writer)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        async with notifier.started:  # four start at once, before any is released
+            await asyncio.wait_for(notifier.started.wait_for(lambda: notifier.in_flight == 4), 10)
+        assert sorted(notifier.gates) == sorted(event(n).key for n in range(4))
+        for n in (2, 1, 3, 0, *range(4, 10)):  # finished out of order at first
+            await notifier.release(n)
+        await asyncio.wait_for(dispatcher.wait_until(lambda c: c["test"].delivered == 10), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await asyncio.wrap_future(writer.flush())
+    assert notifier.most_in_flight == 4
+    assert notifier.starts == [event(n).key for n in range(10)]  # started in id order
+    assert notifier.delivered[:4] == [event(n).key for n in (2, 1, 3, 0)]
+    assert [(r[0], r[2], r[3]) for r in rows(db)] == [(event(n).key, 1, 1) for n in range(10)]
+    assert dispatcher.counters()["test"].backlog == 0
+
+
+async def test_a_failure_in_a_window_retries_that_row_then_sends_the_later_ones_again(
+    db: Path, writer: Writer
+) -> None:
+    keys = [event(n).key for n in range(4)]
+    notifier = Windowed(4, failures={keys[1]: [DeliveryError("broker gone")]})
+    for key in keys:  # every attempt finishes at once
+        notifier.gates[key] = _Open()
+    notifier.expected = 6  # 0, 2, 3 arrive in the first flight; then 1 and again 2, 3
+    store(writer, [note(n) for n in range(4)])
+    dispatcher = Dispatcher([notifier], db, writer, retry_initial=0.01, retry_max=0.01)
+    await run_until(dispatcher, notifier.done, writer)
+    assert notifier.starts == [keys[0], keys[1], keys[2], keys[3], keys[1], keys[2], keys[3]]
+    assert notifier.delivered[-3:] == [keys[1], keys[2], keys[3]]  # the last word in order
+    assert [(r[0], r[2], r[3]) for r in rows(db)] == [
+        (keys[0], 1, 1), (keys[1], 2, 1), (keys[2], 1, 1), (keys[3], 1, 1),
+    ]  # fmt: skip
+    assert dispatcher.counters()["test"].retried == 1
+
+
+async def test_a_permanent_refusal_in_a_window_is_given_up_and_the_rest_delivered(
+    db: Path, writer: Writer
+) -> None:
+    keys = [event(n).key for n in range(3)]
+    notifier = Windowed(8, failures={keys[0]: [DeliveryError("no such topic", permanent=True)]})
+    for key in keys:
+        notifier.gates[key] = _Open()
+    notifier.expected = 4  # 1 and 2 in the first flight, then again after 0 is given up
+    store(writer, [note(n) for n in range(3)])
+    await run_until(Dispatcher([notifier], db, writer), notifier.done, writer)
+    assert [(r[2], r[3], r[4]) for r in rows(db)] == [(1, 0, 1), (1, 1, 0), (1, 1, 0)]
+
+
+class _Open(asyncio.Event):
+    """A gate that is always open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set()
+
+    def clear(self) -> None:
+        pass

@@ -178,7 +178,7 @@ class AlertRuntime:
         loop = self._loop
         if loop is None:
             return  # not running yet: run() kicks at its start
-        future: Future[None] = self._writer.flush()
+        future: Future[None] = self._writer.flush_alerts()
 
         def committed(_: Future[None]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed: the next start delivers

@@ -147,24 +147,25 @@ class AnalyticsStage:
             self.errors += 1
             logger.exception("analytics failed on %d closed bars; they are skipped", len(bars))
             return
-        try:
-            self._writer.put_symbol_snapshots(symbols)
-            self._writer.put_pair_snapshots(pairs)
-        except Exception:
-            self.errors += 1
-            logger.exception("storing %d snapshots failed", len(pairs) + len(symbols))
         self.symbol_snapshots += len(symbols)
         self._remember_symbols(symbols)
         if pairs:
             self.pair_snapshots += len(pairs)
             self._remember(pairs)
         if pairs or symbols:
+            # Listeners first: the alerts they queue are then written ahead of these rows.
             for listener in self._listeners:
                 try:
                     listener(pairs, symbols)
                 except Exception:
                     self.errors += 1
                     logger.exception("a snapshot listener (%r) failed", listener)
+        try:
+            self._writer.put_symbol_snapshots(symbols)
+            self._writer.put_pair_snapshots(pairs)
+        except Exception:
+            self.errors += 1
+            logger.exception("storing %d snapshots failed", len(pairs) + len(symbols))
 
     def warm_up(self, bars: Iterable[Bar], kalman: Iterable[KalmanState] = ()) -> int:
         """Feed stored bars (oldest first per symbol) without storing; return the count.

@@ -5,6 +5,12 @@ drains everything queued (up to ``batch_max_rows``) and writes it with
 ``executemany`` in a single transaction. A failed commit never loses the batch:
 on ``sqlite3.OperationalError`` (disk full, locked, read-only) the same batch is
 retried with capped backoff while new items keep queueing.
+
+Alert writes (events, outbox rows, alert states) have a lane of their own, taken before
+the bulk lane: an alert is committed (and so deliverable) without waiting for the bar's
+snapshot rows or a batch of ticks queued before it. Nothing in the bulk lane depends on
+an alert write being after it (the outcomes of deliveries are queued once the outbox row
+is committed), and ``flush()`` still covers both lanes.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class Writer:
         self._pairs, self._symbols = metric_statements()
         self._cond = threading.Condition(threading.Lock())
         self._queue: collections.deque[Op] = collections.deque()
+        self._alerts: collections.deque[Op] = collections.deque()
+        """The alert lane: committed before anything in ``_queue`` (module docstring)."""
         self._queued_rows = 0
         self._queued_ticks = 0
         self._closed = False
@@ -205,7 +213,8 @@ class Writer:
     ) -> None:
         """Queue ``(event, silenced)`` pairs, their outbox rows and alert states together."""
         if events or notifications or states or forget:
-            self._put(AlertWrite(tuple(events), tuple(notifications), tuple(states), tuple(forget)))
+            write = AlertWrite(tuple(events), tuple(notifications), tuple(states), tuple(forget))
+            self._put(write, lane=self._alerts)
 
     def put_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         """Queue the outcomes of outbox deliveries."""
@@ -233,6 +242,12 @@ class Writer:
         """Return a future resolved once everything queued before it is committed."""
         future: Future[None] = Future()
         self._put(Flush(future))
+        return future
+
+    def flush_alerts(self) -> Future[None]:
+        """Return a future resolved once the alert writes queued before it are committed."""
+        future: Future[None] = Future()
+        self._put(Flush(future), lane=self._alerts)
         return future
 
     def close(self, timeout: float = 10.0) -> None:
@@ -267,7 +282,7 @@ class Writer:
             self.last_error,
         )
 
-    def _put(self, op: Op) -> None:
+    def _put(self, op: Op, lane: collections.deque[Op] | None = None) -> None:
         with self._cond:
             if self._closed:
                 raise StoreError("store writer is closed")
@@ -285,7 +300,7 @@ class Writer:
                     return
                 self._dropping_ticks = False
                 self._queued_ticks += op.size
-            self._queue.append(op)
+            (self._queue if lane is None else lane).append(op)
             self._queued_rows += op.size
             self._cond.notify()
 
@@ -353,11 +368,18 @@ class Writer:
             self._committed(batch, counts)
 
     def _take(self) -> list[Op] | None:
-        """Wait for work; return up to ``batch_max_rows`` rows of it, or None to stop."""
+        """Wait for work; return up to ``batch_max_rows`` rows of it, or None to stop.
+
+        Alert writes first, in a batch of their own (module docstring).
+        """
         with self._cond:
-            while not self._queue and not self._stopping:
+            while not self._queue and not self._alerts and not self._stopping:
                 self._cond.wait()
-            if not self._queue or self._abort:
+            if self._abort:
+                return None
+            if self._alerts:
+                return cut_batch(self._alerts, self._batch_max_rows)
+            if not self._queue:
                 return None
             return cut_batch(self._queue, self._batch_max_rows)
 
@@ -415,8 +437,10 @@ class Writer:
         with self._cond:
             self._closed = True
             pending = [op for batch in self._held for op in batch]
+            pending.extend(self._alerts)
             pending.extend(self._queue)
             self._held.clear()
+            self._alerts.clear()
             self._queue.clear()
         for op in pending:
             if isinstance(op, Flush):

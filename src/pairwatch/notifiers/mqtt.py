@@ -48,6 +48,9 @@ OFFLINE_TIMEOUT_S = 2.0
 RETRY_SOON_S = 0.5
 """Margin after the link's next connection attempt before an outbox row is tried again."""
 
+WINDOW = 32
+"""Alerts the notifier has in flight (sent, waiting for the broker's PUBACK) at once."""
+
 
 class MqttUnavailableError(PairwatchError):
     """Not connected to the broker, or a publish failed or timed out."""
@@ -270,6 +273,8 @@ class MqttLink:
             # Without it a message written right after another (an alert after the
             # "online" or a snapshot) waits for the broker's delayed ACK: ~40 ms.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+            # Alerts in flight plus QoS 1 analytics: more than paho's 20 queue behind.
+            max_inflight_messages=4 * WINDOW,
         )
         client.pending_calls_threshold = 100_000  # our own queues bound what is in flight
         return client
@@ -364,6 +369,8 @@ class MqttNotifier:
     """
 
     name = "mqtt"
+    window = WINDOW
+    """Alerts in flight at once: one connection keeps their order (``outbox``)."""
 
     def __init__(self, link: MqttLink, *, timeout: float | None = None) -> None:
         self._link = link

@@ -2,18 +2,26 @@
 
 Every notification is in the ``outbox`` table before it is delivered (the alert stage
 writes it with its event). A notifier's worker reads its undelivered rows in id order,
-delivers one at a time, and queues the outcome through the store writer: delivered (with
-its time), retry later (with backoff, or the wait the receiver asked for), or given up
-(a permanent error such as a chat that does not exist). A failing notifier only delays
-its own rows; the order of a notifier's rows is kept because a row that fails is retried
+delivers them, and queues the outcome through the store writer: delivered (with its
+time), retry later (with backoff, or the wait the receiver asked for), or given up (a
+permanent error such as a chat that does not exist). A failing notifier only delays its
+own rows; the order of a notifier's rows is kept because a row that fails is retried
 before the next is tried. After a restart the workers start again from the first
 undelivered row, so a notification sent just before a crash may be sent twice: receivers
 dedupe on the payload's idempotency key.
+
+A notifier whose transport keeps order (one MQTT connection) may declare a ``window``:
+up to that many deliveries are then in flight at once, started in id order and completed
+in id order (a burst costs one round trip, not one per row). When one fails, the later
+ones in flight are not counted even if they arrived: the failed row is retried alone and
+they are sent again after it ("go back N"), so order still holds, at the price of a
+duplicate the idempotency key covers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -53,7 +61,11 @@ class DeliveryError(Exception):
 
 
 class Notifier(Protocol):
-    """Something that delivers outbox rows: the log, Telegram, MQTT, a webhook."""
+    """Something that delivers outbox rows: the log, Telegram, MQTT, a webhook.
+
+    It may also have an ``int`` attribute ``window``: deliveries it takes in flight at
+    once, in order (module docstring); 1 when absent.
+    """
 
     name: str
 
@@ -161,65 +173,123 @@ class Dispatcher:
                     await asyncio.wait_for(worker.wake.wait(), IDLE_RECHECK_S)
                 continue
             worker.counters.backlog = len(items)
-            for item in items:
-                await self._deliver(worker, item)
-                cursor = item.id
-                worker.counters.backlog -= 1
+            window = max(int(getattr(worker.notifier, "window", 1)), 1)
+            if window > 1:
+                cursor = await self._pipeline(worker, items, window)
+            else:
+                for item in items:
+                    await self._deliver(worker, item)
+                    cursor = item.id
+                    worker.counters.backlog -= 1
             logger.debug("%s: delivered up to outbox id %d", name, cursor)
+
+    async def _pipeline(self, worker: _Worker, items: list[OutboxItem], window: int) -> int:
+        """Deliver ``items`` with up to ``window`` in flight; return the last id done."""
+        flight: collections.deque[tuple[int, asyncio.Task[None]]] = collections.deque()
+        deliver = worker.notifier.deliver
+        cursor = 0
+        i = 0  # the next row to start
+        try:
+            while i < len(items) or flight:
+                while i < len(items) and len(flight) < window:
+                    item = items[i]
+                    if item.error is not None or item.next_attempt_at > self._clock():
+                        break  # not for the fast path: wait for the flight to land first
+                    flight.append((i, asyncio.ensure_future(deliver(item))))
+                    i += 1
+                if not flight:  # the next row waits or cannot be read: alone, as usual
+                    n = i
+                    i += 1
+                    await self._deliver(worker, items[n])
+                else:
+                    n, task = flight.popleft()
+                    failure = await _outcome(task)
+                    if failure is None:
+                        self._delivered(worker, items[n], items[n].attempts + 1)
+                    else:
+                        # Go back N: what is still in flight is sent again after this row.
+                        await asyncio.gather(*(t for _, t in flight), return_exceptions=True)
+                        flight.clear()
+                        i = n + 1
+                        due = self._failed(worker, items[n], items[n].attempts + 1, failure)
+                        if due is not None:
+                            await self._deliver(
+                                worker, items[n], attempts=items[n].attempts + 1, due=due
+                            )
+                cursor = items[n].id  # rows complete in order: all up to n are done
+                worker.counters.backlog = len(items) - n - 1
+        finally:
+            for _, task in flight:
+                task.cancel()
+            await asyncio.gather(*(t for _, t in flight), return_exceptions=True)
+        return cursor
 
     def _read(self, worker: _Worker, after_id: int) -> list[OutboxItem]:
         name = worker.notifier.name
         return worker.reader.read(lambda conn: load_pending_outbox(conn, name, after_id, BATCH))
 
-    async def _deliver(self, worker: _Worker, item: OutboxItem) -> None:
-        """Deliver ``item``, retrying until it is delivered or permanently refused."""
-        notifier, counters = worker.notifier, worker.counters
-        attempts = item.attempts
+    async def _deliver(
+        self, worker: _Worker, item: OutboxItem, *, attempts: int | None = None,
+        due: int | None = None,
+    ) -> None:  # fmt: skip
+        """Deliver ``item``, retrying until it is delivered or permanently refused.
+
+        ``attempts`` and ``due`` continue after attempts already made (default: the row's).
+        """
+        attempts = item.attempts if attempts is None else attempts
         if item.error is not None:  # unreadable: it can never be delivered
-            counters.failed += 1
-            logger.error("%s: gave up outbox id %d: %s", notifier.name, item.id, item.error)
+            worker.counters.failed += 1
+            logger.error("%s: gave up outbox id %d: %s", worker.notifier.name, item.id, item.error)
             self._record(Delivery(item.id, "failed", self._clock(), attempts, error=item.error))
             return
-        due = item.next_attempt_at
-        while True:
-            wait = (due - self._clock()) / 1000
+        next_due: int | None = item.next_attempt_at if due is None else due
+        while next_due is not None:
+            wait = (next_due - self._clock()) / 1000
             if wait > 0:
                 await asyncio.sleep(wait)
             attempts += 1
             try:
-                await notifier.deliver(item)
+                await worker.notifier.deliver(item)
             except asyncio.CancelledError:
                 raise  # shutting down: the row stays undelivered, for the next start
             except Exception as exc:
-                permanent = isinstance(exc, DeliveryError) and exc.permanent
-                error = f"{type(exc).__name__}: {exc}"
-                counters.last_error = error
-                now = self._clock()
-                if permanent:
-                    counters.failed += 1
-                    logger.error(
-                        "%s: gave up notification %s after %d attempts: %s",
-                        notifier.name, item.key, attempts, error,
-                    )  # fmt: skip
-                    self._record(Delivery(item.id, "failed", now, attempts, error=error))
-                    return
-                delay = self._backoff(attempts, exc)
-                counters.retried += 1
-                log = logger.warning if attempts == 1 else logger.info
-                if not isinstance(exc, DeliveryError):
-                    log = logger.exception  # a bug in the notifier: show the traceback
-                log(
-                    "%s: delivery of %s failed (attempt %d), retrying in %.1f s: %s",
-                    notifier.name, item.key, attempts, delay, error,
-                )  # fmt: skip
-                due = now + int(delay * 1000)
-                self._record(
-                    Delivery(item.id, "retry", now, attempts, next_attempt_at=due, error=error)
-                )
+                next_due = self._failed(worker, item, attempts, exc)
                 continue
-            counters.delivered += 1
-            self._record(Delivery(item.id, "delivered", self._clock(), attempts))
+            self._delivered(worker, item, attempts)
             return
+
+    def _delivered(self, worker: _Worker, item: OutboxItem, attempts: int) -> None:
+        worker.counters.delivered += 1
+        self._record(Delivery(item.id, "delivered", self._clock(), attempts))
+
+    def _failed(
+        self, worker: _Worker, item: OutboxItem, attempts: int, exc: Exception
+    ) -> int | None:
+        """Record a failed attempt; return when to try again, None when given up."""
+        name, counters = worker.notifier.name, worker.counters
+        permanent = isinstance(exc, DeliveryError) and exc.permanent
+        error = f"{type(exc).__name__}: {exc}"
+        counters.last_error = error
+        now = self._clock()
+        if permanent:
+            counters.failed += 1
+            logger.error(
+                "%s: gave up notification %s after %d attempts: %s", name, item.key, attempts, error
+            )
+            self._record(Delivery(item.id, "failed", now, attempts, error=error))
+            return None
+        delay = self._backoff(attempts, exc)
+        counters.retried += 1
+        level = logging.WARNING if attempts == 1 else logging.INFO
+        bug = not isinstance(exc, DeliveryError)  # a bug in the notifier: show the traceback
+        logger.log(
+            logging.ERROR if bug else level,
+            "%s: delivery of %s failed (attempt %d), retrying in %.1f s: %s",
+            name, item.key, attempts, delay, error, exc_info=exc if bug else None,
+        )  # fmt: skip
+        due = now + int(delay * 1000)
+        self._record(Delivery(item.id, "retry", now, attempts, next_attempt_at=due, error=error))
+        return due
 
     def _record(self, delivery: Delivery) -> None:
         """Queue an outcome; a closed writer (shutting down) means it is redone next start."""
@@ -240,3 +310,17 @@ class Dispatcher:
                 return min(max(wait, 0.0), self._retry_max)
         exponent = min(max(attempts - 1, 0), _MAX_EXPONENT)
         return float(min(self._retry_initial * 2.0**exponent, self._retry_max))
+
+
+async def _outcome(task: asyncio.Task[None]) -> Exception | None:
+    """Wait for a delivery in flight; return its error, None when it was delivered."""
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.cancelled():  # the worker itself is cancelled: so is this delivery
+            task.cancel()
+            raise
+        return DeliveryError("the delivery was cancelled")
+    except Exception as exc:
+        return exc
+    return None

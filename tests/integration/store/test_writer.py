@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pairwatch.daemon.alert_rows import Notification
 from pairwatch.daemon.store import count_rows, open_store
 from pairwatch.daemon.store_reads import load_symbol_state, read_bars
 from pairwatch.daemon.writer import FeedStatsRow, Writer
 from pairwatch.errors import StoreError
-from pairwatch.events import Bar, Gap, Trade
+from pairwatch.events import AlertEvent, Bar, Gap, Trade
 
 T0 = 1_700_000_040_000
 NOW = 1_800_000_000_000
@@ -296,3 +298,69 @@ def count_rows_in(db: Path, table: str) -> int:
         return count_rows(conn, table)
     finally:
         conn.close()
+
+
+def _alert(n: int) -> AlertEvent:
+    return AlertEvent(
+        rule="z", target="ETHUSDT/BTCUSDT", timeframe="1m", window=30, kind="firing",
+        at=T0 + n * 60_000, severity="warning", metric="zscore", value=2.5, threshold=2.0,
+        message=f"z #{n}", values={"zscore": 2.5}, labels={}, notify=True,
+    )  # fmt: skip
+
+
+def _log_insert_order(conn: sqlite3.Connection) -> None:
+    """Record, in the database itself, the order in which bars and alert events land."""
+    conn.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS landed (id INTEGER PRIMARY KEY, what TEXT NOT NULL);
+        CREATE TRIGGER IF NOT EXISTS bar_landed AFTER INSERT ON bars
+            BEGIN INSERT INTO landed (what) VALUES ('bar'); END;
+        CREATE TRIGGER IF NOT EXISTS alert_landed AFTER INSERT ON alert_events
+            BEGIN INSERT INTO landed (what) VALUES ('alert'); END;
+        """
+    )
+
+
+def test_alert_writes_are_committed_before_bulk_rows_queued_earlier(db: Path) -> None:
+    w = Writer(db, on_connect=_log_insert_order)
+    w.put_bars([make_bar(ts=T0 + i * 60_000) for i in range(3)])
+    w.put_ticks([make_trade(i) for i in range(100)])
+    alert = _alert(1)
+    w.put_alerts([(alert, False)], [Notification(alert.key, "log", {}, {"n": 1})])
+    alerts_committed = w.flush_alerts()
+    everything = w.flush()
+    w.start()
+    try:
+        alerts_committed.result(30)
+        assert w.alert_events_written == 1
+        assert w.outbox_written == 1
+        everything.result(30)
+        assert w.transactions == 2  # the alert lane alone, then the bulk rows
+        assert w.bars_written == 3
+        assert w.ticks_written == 100
+    finally:
+        w.close(10)
+    assert read(db, "SELECT what FROM landed ORDER BY id") == [
+        ("alert",),
+        ("bar",),
+        ("bar",),
+        ("bar",),
+    ]
+    assert read(db, "SELECT key, notifier FROM outbox") == [(alert.key, "log")]
+
+
+def test_alert_writes_keep_their_own_order_and_flush_covers_both_lanes(db: Path) -> None:
+    w = Writer(db, on_connect=_log_insert_order)
+    w.start()
+    try:
+        for n in range(5):
+            w.put_bars([make_bar(ts=T0 + n * 60_000)])
+            w.put_alerts([(_alert(n), False)])
+        w.flush().result(30)
+        assert (w.bars_written, w.alert_events_written) == (5, 5)
+    finally:
+        w.close(10)
+    assert read(db, "SELECT at FROM alert_events ORDER BY id") == [
+        (T0 + n * 60_000,) for n in range(5)
+    ]
+    assert read(db, "SELECT count(*) FROM landed") == [(10,)]
