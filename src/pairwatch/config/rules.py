@@ -4,7 +4,7 @@ The file is YAML (``docs/rules.md``)::
 
     defaults:                 # optional: any rule key but name, when and clear
       timeframe: 1m
-      notify: [telegram]
+      notify: [all]           # every configured notifier
     rules:
       - name: ethbtc-z
         pair: ETHUSDT/BTCUSDT
@@ -57,6 +57,9 @@ HEALTH_METRICS = ("feed_lag_ms", "seconds_since_trade", "gaps")
 """Per-symbol feed health values a symbol rule may test (no timeframe or window needed)."""
 
 NOTIFIERS = ("telegram", "mqtt", "webhook", "log")
+
+ALL = "all"
+"""The route to every notifier configured in the running daemon, each to its defaults."""
 
 TEMPLATE_FIELDS = (
     "rule", "pair", "symbol", "y", "x", "timeframe", "window", "severity", "state",
@@ -148,7 +151,8 @@ class Route(BaseModel):
 
     model_config = _STRICT
 
-    notifier: Literal["telegram", "mqtt", "webhook", "log"]
+    notifier: Literal["telegram", "mqtt", "webhook", "log", "all"]
+    """A notifier, or ``all``: every notifier the daemon has configured when it notifies."""
     chat: Annotated[str, BeforeValidator(_text)] | None = None
     """Telegram chat id (default: the notifier's configured chats)."""
     topic: str | None = None
@@ -158,9 +162,15 @@ class Route(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Route:
-        allowed = {"telegram": "chat", "mqtt": "topic", "webhook": "url", "log": None}
+        allowed = {"telegram": "chat", "mqtt": "topic", "webhook": "url", "log": None, ALL: None}
         for key in ("chat", "topic", "url"):
             if getattr(self, key) is not None and allowed[self.notifier] != key:
+                if self.notifier == ALL:
+                    raise ValueError(
+                        f"'all' takes no overrides (got {key!r}): it sends to each configured "
+                        f"notifier's own destinations; list another destination as a route "
+                        f"of its own next to it, like {{telegram: {{chat: ...}}}}"
+                    )
                 raise ValueError(f"{self.notifier} routes take no {key!r}")
         # Checked here, not at delivery: a bad destination would be retried for ever and
         # hold up every later notification of that notifier.
@@ -187,7 +197,7 @@ def _route(value: Any) -> Any:
         if not isinstance(options, dict):
             raise ValueError(f"{notifier}: expected a mapping of options, got {options!r}")
         return {"notifier": notifier, **options}
-    raise ValueError(f"expected a notifier name ({', '.join(NOTIFIERS)}) or one mapping")
+    raise ValueError(f"expected a notifier name ({', '.join(NOTIFIERS)}, {ALL}) or one mapping")
 
 
 RouteField = Annotated[Route, BeforeValidator(_route)]

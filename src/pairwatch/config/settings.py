@@ -266,7 +266,7 @@ class AlertsSettings(BaseModel):
         default=timedelta(seconds=1),
         description="How often the rules file is checked for a change.",
     )
-    admin_notify: tuple[Literal["telegram", "mqtt", "webhook", "log"], ...] = Field(
+    admin_notify: tuple[Literal["telegram", "mqtt", "webhook", "log", "all"], ...] = Field(
         default=("log",),
         description="Notifiers that get the daemon's own notices (e.g. rules reload failed).",
     )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
 from pairwatch.analytics.alerting import AlertState, Transition
 from pairwatch.analytics.rule_engine import render
 from pairwatch.analytics.timeframes import parse_timeframe
-from pairwatch.config.rules import Rule
+from pairwatch.config.rules import ALL, Rule
 from pairwatch.daemon.alert_rows import Notification, StoredState, alert_event_payload
 from pairwatch.events import AlertEvent, SymbolSnapshot
 
@@ -40,25 +40,54 @@ def series_of(rule: Rule) -> tuple[str | None, int | None]:
 Defaults = Mapping[str, Sequence[Mapping[str, str]]]
 """Per notifier, the routes a route without overrides stands for (e.g. one per chat)."""
 
+Destination = tuple[str, Mapping[str, str]]
+"""(notifier, route overrides): one outbox row of a notification."""
+
+
+def destinations(
+    routes: Iterable[tuple[str, Mapping[str, str]]],
+    notifiers: Sequence[str] = ("log",),
+    defaults: Defaults | None = None,
+) -> list[Destination]:
+    """Return where routes deliver: one (notifier, overrides) per delivery, each once.
+
+    ``all`` stands for a route without overrides to each of ``notifiers`` (those configured
+    now). A route without overrides of a notifier listed in ``defaults`` becomes one
+    destination per default (Telegram: one per configured chat). A notifier and overrides
+    reached twice (``[all, log]``, a chat both configured and given) is kept once, first.
+    """
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], Destination] = {}
+    for notifier, given in routes:
+        for name in notifiers if notifier == ALL else (notifier,):
+            spread = (defaults or {}).get(name) if not given else None
+            for overrides in spread or (given,):
+                found.setdefault((name, tuple(sorted(overrides.items()))), (name, overrides))
+    return list(found.values())
+
+
+def route_overrides(rule: Rule) -> list[tuple[str, Mapping[str, str]]]:
+    """Return ``rule``'s routes as (notifier or ``all``, the overrides it gives)."""
+    return [
+        (r.notifier, {k: v for k in ("chat", "topic", "url") if (v := getattr(r, k)) is not None})
+        for r in rule.notify
+    ]
+
 
 def notifications(
-    event: AlertEvent, rule: Rule, defaults: Defaults | None = None
+    event: AlertEvent,
+    rule: Rule,
+    defaults: Defaults | None = None,
+    notifiers: Sequence[str] = ("log",),
 ) -> list[Notification]:
-    """Return the outbox rows of a notifying event: one per route (and default chat).
+    """Return the outbox rows of a notifying event: one per destination (``destinations``).
 
-    A route without overrides of a notifier listed in ``defaults`` becomes one row per
-    default destination (Telegram: one per configured chat), so each row is one delivery.
+    ``notifiers``: the configured notifiers, which ``all`` stands for.
     """
     payload = alert_event_payload(event)
-    rows: list[Notification] = []
-    for route in rule.notify:
-        given = {k: v for k in ("chat", "topic", "url") if (v := getattr(route, k)) is not None}
-        expanded = (defaults or {}).get(route.notifier) if not given else None
-        rows.extend(
-            Notification(event.key, route.notifier, dict(overrides), payload)
-            for overrides in expanded or (given,)
-        )
-    return rows
+    return [
+        Notification(event.key, notifier, dict(overrides), payload)
+        for notifier, overrides in destinations(route_overrides(rule), notifiers, defaults)
+    ]
 
 
 _STATE_FIELDS = tuple(f.name for f in dataclasses.fields(AlertState))

@@ -18,7 +18,7 @@ import msgspec
 
 from pairwatch.analytics.alerting import AlertState
 from pairwatch.analytics.rule_engine import RuleEngine
-from pairwatch.config.rules import Rule, RulesFile
+from pairwatch.config.rules import ALL, Rule, RulesFile
 from pairwatch.daemon.alert_rows import Notification, Silence, StoredState, notice_payload
 from pairwatch.daemon.alert_support import (
     AlertKey,
@@ -26,6 +26,7 @@ from pairwatch.daemon.alert_support import (
     Defaults,
     bar_length,
     copy_state,
+    destinations,
     gone_event,
     notifications,
     series_of,
@@ -70,10 +71,11 @@ class AlertStage:
         self._clock = clock
         self._grace = grace_ms
         self._admin = tuple(admin_notify)
-        self._notifiers = frozenset(notifiers)
+        self._notifiers = tuple(dict.fromkeys(notifiers))
+        """The configured notifiers, in order: what a route ``all`` stands for."""
         self._on_stored = on_stored
         self._defaults: Defaults = defaults or {}
-        waiting = [n for n in self._admin if n not in self._notifiers]
+        waiting = [n for n in self._admin if n not in (*self._notifiers, ALL)]
         if waiting:
             logger.warning(
                 "alerts.admin_notify names notifiers that are not configured (%s): their "
@@ -205,12 +207,13 @@ class AlertStage:
         self.engine = engine
         self._rules = {r.name: r for r in rules.rules}
         self._symbol_rules = any(r.kind != "pair" for r in rules.rules)
+        routed = {*self._notifiers, ALL}
         unrouted = sorted(
             {
                 f"{r.name} → {route.notifier}"
                 for r in rules.rules
                 for route in r.notify
-                if route.notifier not in self._notifiers
+                if route.notifier not in routed
             }
         )
         if unrouted:
@@ -316,7 +319,7 @@ class AlertStage:
                 state.phase == "firing" if kind == "firing" else state.no_data_firing
             )
             if raised and rule is not None:
-                due.extend(notifications(event, rule, self._defaults))
+                due.extend(notifications(event, rule, self._defaults, self._notifiers))
         states = [self._stored(k, st) for k in touched if (st := self.engine.states.get(k))]
         self._writer.put_alerts((), due, states)  # the cleared bits with the notifications
         self._mark_saved(states)
@@ -388,7 +391,8 @@ class AlertStage:
             if silenced:
                 self.silenced += 1
             elif event.notify:
-                outbox.extend(notifications(event, rules[event.rule], self._defaults))
+                rule = rules[event.rule]
+                outbox.extend(notifications(event, rule, self._defaults, self._notifiers))
             records.append((event, silenced))
             logger.debug("alert %s %s %s%s: %s", event.kind, event.rule, event.target,
                 " (silenced)" if silenced else "", event.message)  # fmt: skip
@@ -418,10 +422,10 @@ class AlertStage:
         now = self._clock()
         payload = notice_payload(title, text)
         key = f"notice|{title}|{now}"
+        routes: list[tuple[str, dict[str, str]]] = [(n, {}) for n in self._admin]
         outbox = [
             Notification(key, notifier, dict(overrides), payload)
-            for notifier in self._admin
-            for overrides in self._defaults.get(notifier) or ({},)
+            for notifier, overrides in destinations(routes, self._notifiers, self._defaults)
         ]
         if outbox:
             self._writer.put_alerts((), outbox)

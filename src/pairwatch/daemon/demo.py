@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pairwatch.config.load import load_settings
 from pairwatch.config.pairs import PairSettings
+from pairwatch.config.rules import ALL, RulesFile
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
 from pairwatch.errors import ConfigError
@@ -19,6 +20,15 @@ logger = logging.getLogger(__name__)
 
 EXAMPLE_RULES = "config/rules.example.yaml"
 """The commented example rules file (``config/rules.example.yaml``), shipped in the package."""
+
+
+def load_demo_settings(config: Path | None, data_dir: Path) -> Settings:
+    """Return the demo's settings: ``config`` and the environment, the simulator, its rules.
+
+    Notifiers configured there (``PAIRWATCH_TELEGRAM__TOKEN`` …) stay on: the example rules
+    route to ``all`` of them.
+    """
+    return with_demo_rules(demo_settings(load_settings(config), data_dir), data_dir)
 
 
 def demo_settings(settings: Settings, data_dir: Path) -> Settings:
@@ -54,8 +64,9 @@ def with_demo_rules(settings: Settings, data_dir: Path) -> Settings:
 def demo_rules(settings: Settings, data_dir: Path) -> Path | None:
     """Return the demo's own copy of the example rules (made on first use), if it fits.
 
-    The copy is the user's to edit: the running demo reloads it on save. When it does not
-    fit the settings (other symbols or pairs), the demo runs without rules.
+    The copy is the user's to edit: the running demo reloads it on save, and a later
+    version never overwrites it. When it does not fit the settings (other symbols or pairs),
+    the demo runs without rules.
     """
     from pairwatch.config.rules_load import load_rules
 
@@ -65,14 +76,39 @@ def demo_rules(settings: Settings, data_dir: Path) -> Path | None:
         with resources.as_file(resources.files("pairwatch") / EXAMPLE_RULES) as example:
             shutil.copyfile(example, path)
     try:
-        load_rules(path, settings)
+        rules = load_rules(path, settings)
     except ConfigError as exc:
         logger.warning(
             "demo: %s does not fit these settings, running without rules: %s",
             path, "; ".join(exc.problems[:3]),
         )  # fmt: skip
         return None
+    unrouted = _unrouted(rules, settings)
+    if unrouted:
+        logger.warning(
+            "demo: no rule of %s routes to the configured notifiers %s: write "
+            "'notify: [all]' under its defaults (as the packaged example does) or delete the "
+            "file for a fresh copy",
+            path, ", ".join(unrouted),
+        )  # fmt: skip
     return path
+
+
+def _unrouted(rules: RulesFile, settings: Settings) -> list[str]:
+    """Return the configured notifiers (besides the log) no rule routes to."""
+    configured = [
+        name
+        for name, section in (
+            ("telegram", settings.telegram),
+            ("mqtt", settings.mqtt),
+            ("webhook", settings.webhook),
+        )
+        if section.enabled
+    ]
+    routed = {route.notifier for rule in rules.rules for route in rule.notify}
+    if not rules.rules or ALL in routed:
+        return []
+    return [name for name in configured if name not in routed]
 
 
 async def run_demo(
@@ -83,7 +119,7 @@ async def run_demo(
     duration: float | None = None,
 ) -> None:
     """Run the daemon on simulated trades of the configured symbols until stopped."""
-    settings = with_demo_rules(demo_settings(load_settings(config), data_dir), data_dir)
+    settings = load_demo_settings(config, data_dir)
     daemon = Daemon(settings)
     query = "select * from bars where timeframe='1m' order by ts desc limit 5"
     print(f"pairwatch demo: bars go to {settings.db_path}", flush=True)

@@ -325,9 +325,9 @@ def test_routes_are_names_or_one_mapping_with_options() -> None:
         ({"telegram": "x"}, "telegram: expected a mapping of options, got 'x'"),
         (
             {"telegram": {"chat": "1"}, "mqtt": {}},
-            "expected a notifier name (telegram, mqtt, webhook, log) or one mapping",
+            "expected a notifier name (telegram, mqtt, webhook, log, all) or one mapping",
         ),
-        (5, "expected a notifier name (telegram, mqtt, webhook, log) or one mapping"),
+        (5, "expected a notifier name (telegram, mqtt, webhook, log, all) or one mapping"),
         (
             {"telegram": {"chat": "my group"}},
             "chat 'my group': a chat id (a number) or an @channel name",
@@ -352,7 +352,35 @@ def test_a_bad_route_names_the_problem(route: Any, message: str) -> None:
 
 def test_an_unknown_notifier_lists_the_known_ones() -> None:
     assert pair_errors(notify=["email"]) == [
-        (("notify", 0, "notifier"), "Input should be 'telegram', 'mqtt', 'webhook' or 'log'")
+        (("notify", 0, "notifier"), "Input should be 'telegram', 'mqtt', 'webhook', 'log' or 'all'")
+    ]
+
+
+def test_all_is_a_route_of_its_own_and_goes_with_explicit_routes() -> None:
+    r = rule(notify=["all", {"telegram": {"chat": "-100123"}}, {"all": None}])
+    assert r.notify == (
+        Route(notifier="all"),
+        Route(notifier="telegram", chat="-100123"),
+        Route(notifier="all"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"chat": "-100123"}, "chat"),
+        ({"topic": "desk/z"}, "topic"),
+        ({"url": "https://a.b"}, "url"),
+    ],
+)
+def test_all_takes_no_overrides(options: dict[str, str], key: str) -> None:
+    assert pair_errors(notify=[{"all": options}]) == [
+        (
+            ("notify", 0),
+            f"'all' takes no overrides (got {key!r}): it sends to each configured notifier's "
+            "own destinations; list another destination as a route of its own next to it, "
+            "like {telegram: {chat: ...}}",
+        )
     ]
 
 

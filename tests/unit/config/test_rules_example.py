@@ -13,6 +13,7 @@ from pairwatch.analytics.conditions import AllOf, AnyOf, Comparison
 from pairwatch.analytics.engine import SNAPSHOT_METRICS
 from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS
 from pairwatch.config.rules import (
+    ALL,
     HEALTH_METRICS,
     NOTIFIERS,
     TEMPLATE_FIELDS,
@@ -71,7 +72,7 @@ def test_example_loads_against_the_demo_settings(settings: Settings) -> None:
         "volatility-high",
     ]
     assert [rule.kind for rule in rules.values()] == ["pair", "pair", "pair", "symbol", "symbol"]
-    assert {rule.notify for rule in rules.values()} == {(Route(notifier="log"),)}
+    assert {rule.notify for rule in rules.values()} == {(Route(notifier="all"),)}
 
 
 def test_example_fast_z_rule_is_on_the_demo_pairs_shortest_timeframe_and_window(
@@ -142,7 +143,7 @@ def test_example_commented_out_routes_are_valid(settings: Settings, tmp_path: Pa
     rule = load_rules(path, settings).rules[1]
 
     assert rule.notify == (
-        Route(notifier="log"),
+        Route(notifier="all"),
         Route(notifier="telegram", chat="-1001234567890"),
         Route(notifier="mqtt", topic="desk/alerts/ethbtc"),
     )
@@ -164,7 +165,7 @@ def test_docs_metric_tables_list_exactly_the_metrics() -> None:
 
 def test_docs_message_fields_and_notifiers_are_the_schema_ones() -> None:
     assert sorted(table_names("## Messages")) == sorted(TEMPLATE_FIELDS)
-    assert sorted(table_names("## Routes")) == sorted(NOTIFIERS)
+    assert sorted(table_names("## Routes")) == sorted((*NOTIFIERS, ALL))
 
 
 def test_docs_rules_files_are_valid_against_the_demo_settings(

@@ -214,7 +214,7 @@ def test_bad_routes_are_each_reported_at_their_item() -> None:
     assert problems(path) == [
         f"{at(path, 'telegram:')}: ethbtc-z: rules[0].notify[0]: telegram routes take no 'topic'",
         f"{at(path, 'email')}: ethbtc-z: rules[0].notify[1].notifier: "
-        "Input should be 'telegram', 'mqtt', 'webhook' or 'log'",
+        "Input should be 'telegram', 'mqtt', 'webhook', 'log' or 'all'",
     ]
 
 
@@ -453,6 +453,63 @@ def test_an_unknown_route_option_points_at_its_route(tmp_path: Path) -> None:
     )
     # The option is validated inside the flattened route, so the line is the route's.
     assert problems(path) == [f"{path}:8:9: a: rules[0].notify[0].chta: unknown key"]
+
+
+ALL_TAKES_NO = (
+    "'all' takes no overrides (got {!r}): it sends to each configured notifier's own "
+    "destinations; list another destination as a route of its own next to it, "
+    "like {{telegram: {{chat: ...}}}}"
+)
+
+
+def test_all_loads_from_defaults_and_next_to_explicit_routes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "defaults:\n"
+        "  notify: [all]\n"
+        "rules:\n"
+        "  - name: a\n"
+        "    pair: ETHUSDT/BTCUSDT\n"
+        "    timeframe: 1m\n"
+        "    window: 100\n"
+        "    when: zscore > 2\n"
+        "  - name: b\n"
+        "    pair: ETHUSDT/BTCUSDT\n"
+        "    timeframe: 1m\n"
+        "    window: 100\n"
+        "    when: zscore > 2\n"
+        "    notify: [all, {telegram: {chat: '-100123'}}]\n",
+    )
+    a, b = load_rules(path, settings()).rules
+    assert a.notify == (Route(notifier="all"),)
+    assert b.notify == (Route(notifier="all"), Route(notifier="telegram", chat="-100123"))
+
+
+def test_all_with_an_override_is_refused_at_its_route(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "defaults:\n"
+        "  notify: [{all: {url: 'https://hooks.example.com/x'}}]\n"
+        "rules:\n"
+        "  - name: a\n"
+        "    pair: ETHUSDT/BTCUSDT\n"
+        "    timeframe: 1m\n"
+        "    window: 100\n"
+        "    when: zscore > 2\n"
+        "    notify:\n"
+        "      - log\n"
+        "      - all: {chat: '-100123'}\n"
+        "  - name: b\n"
+        "    pair: ETHUSDT/BTCUSDT\n"
+        "    timeframe: 1m\n"
+        "    window: 100\n"
+        "    when: zscore > 2\n",
+    )
+    assert problems(path) == [
+        # b's notify is the default: reported at the default's list.
+        f"{path}:2:11: b: rules[1].notify[0]: {ALL_TAKES_NO.format('url')}",
+        f"{path}:11:9: a: rules[0].notify[1]: {ALL_TAKES_NO.format('chat')}",
+    ]
 
 
 # --- defaults ----------------------------------------------------------------------------

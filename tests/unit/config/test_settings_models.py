@@ -318,3 +318,9 @@ def test_every_model_forbids_unknown_keys_and_is_frozen() -> None:
     for model in (Settings, FeedSettings, BarsSettings, StorageSettings, RetentionSettings):
         assert model.model_config.get("extra") == "forbid", model
         assert model.model_config.get("frozen") is True, model
+
+
+def test_admin_notices_may_go_to_every_configured_notifier() -> None:
+    assert Settings(alerts={"admin_notify": ["all"]}).alerts.admin_notify == ("all",)
+    with pytest.raises(ValidationError, match="admin_notify"):
+        Settings(alerts={"admin_notify": ["pager"]})
