@@ -85,20 +85,6 @@ def recorded(conn: sqlite3.Connection, key: str, discovery_prefix: str) -> set[s
         return set()
 
 
-def announced(conn: sqlite3.Connection) -> list[Series]:
-    """Return the series of an ``mqtt_discovery`` row written before topics were kept.
-
-    ``MqttRuntime.run`` reads (and rewrites) the row itself; a caller that still sets
-    ``MqttRuntime.previous`` from this gets the same sensors removed, not more.
-    """
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (DISCOVERY_KEY,)).fetchone()
-    try:
-        items = json.loads(row[0]) if row is not None else []
-        return [Series.from_json(item) for item in items if not isinstance(item, str)]
-    except (ValueError, TypeError):
-        return []  # recorded() says it, once
-
-
 def record_ahead(db: Path, wanted: Ledger, discovery_prefix: str) -> dict[str, set[str]]:
     """Keep old ∪ ``wanted`` under each key, in one transaction; return the old topics."""
     conn = open_store(db)
@@ -145,8 +131,6 @@ class MqttRuntime:
         self.settings = settings
         self.link = MqttLink(settings.mqtt)
         self.publisher = MqttPublisher(self.link)
-        self.previous: list[Series] = []
-        """More series whose sensors are removed (``run`` reads ``meta`` itself)."""
         self.recorded = asyncio.Event()
         """Set once this run's topics are kept in ``meta``: retained values may go out."""
         self.settled = asyncio.Event()
@@ -159,7 +143,6 @@ class MqttRuntime:
         settings = self.settings
         series, wanted = planned(settings)
         prefix = settings.mqtt.discovery_prefix
-        gone = discovery_topics(prefix, self.previous)
         try:
             old = await asyncio.to_thread(record_ahead, settings.db_path, wanted, prefix)
         except (sqlite3.Error, StoreError) as exc:
@@ -170,7 +153,7 @@ class MqttRuntime:
             )  # fmt: skip
             old = None
         self.recorded.set()
-        stale_configs = (gone | (old or {}).get(DISCOVERY_KEY, set())) - wanted[DISCOVERY_KEY]
+        stale_configs = (old or {}).get(DISCOVERY_KEY, set()) - wanted[DISCOVERY_KEY]
         stale = (old or {}).get(RETAINED_KEY, set()) - wanted[RETAINED_KEY]
         if series or stale_configs:
             self.publisher.announce(series, clear=sorted(stale_configs))
