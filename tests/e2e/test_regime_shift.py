@@ -34,7 +34,9 @@ from pairwatch.daemon.sources.simulator_feed import SyntheticFeed
 from pairwatch.daemon.sources.simulator_options import SimulatorOptions
 from pairwatch.daemon.sources.synthetic import MarketModel, default_symbol_spec
 from pairwatch.notifiers.formatting import utc
-from pairwatch.notifiers.telegram_format import escape
+from pairwatch.notifiers.telegram_html import (
+    escape,
+)
 from support.botapi import ApiCall, FakeBotApi
 from support.mosquitto import Mosquitto, available
 from support.mosquitto_sub import MosquittoSub

@@ -42,7 +42,12 @@ from pairwatch.notifiers.telegram_backend import (
     PairInfo,
     RuleInfo,
 )
-from pairwatch.notifiers.telegram_format import payload_message
+from pairwatch.notifiers.telegram_format import (
+    payload_message,
+)
+from pairwatch.notifiers.telegram_html import (
+    plain_text,
+)
 from pairwatch.notifiers.telegram_redact import TokenRedactor
 from support.botapi import USERNAME, ApiCall, FakeBotApi, free_port
 
@@ -350,6 +355,87 @@ async def test_server_errors_are_retried_and_refusals_are_given_up(
         description.partition(": ")[2 if ": " in description else 0].lower()
         in str(raised.value).lower()
     )
+
+
+# --- HTML Telegram cannot parse ----------------------------------------------------------
+
+
+async def test_an_alert_whose_html_is_refused_is_sent_again_as_plain_text(
+    api: FakeBotApi, bot: TelegramNotifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.refuse_html()
+    await bot.deliver(item(alert_event_payload(event(severity="info"))))
+    calls = [c for c in api.calls if c.method == "sendMessage"]
+    assert [(c.status, c.params.get("parse_mode")) for c in calls] == [(400, "HTML"), (200, None)]
+    assert calls[1].params["text"].splitlines() == [
+        "🔵 FIRING · ethbtc-z · info",
+        "ETHUSDT/BTCUSDT · 1m · window 30",
+        "zscore +2.41 · threshold +2.00",
+        "β 0.0531 · ρ 0.87 · ADF p 0.012",
+        "z #0 <rising> & wide",
+        "2023-11-14 22:13:20 UTC · desk=a&b",
+    ]
+    assert [c.arg("disable_notification") for c in calls] == [True, True]  # still silent
+    assert calls[1].arg("link_preview_options") == {"is_disabled": True}
+    [warning] = [r for r in caplog.records if "sent as plain text" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert '(Can\'t parse entities: unsupported tag "x")' in warning.getMessage()
+
+
+async def test_each_refused_part_of_a_split_alert_falls_back_on_its_own(
+    api: FakeBotApi, bot: TelegramNotifier
+) -> None:
+    payload = alert_event_payload(event(message=" ".join(f"<w{n}>" for n in range(1500))))
+    parts = payload_message(payload).parts
+    assert len(parts) >= 3
+    api.refuse_html(count=2)
+    await bot.deliver(item(payload))
+    sent = api.sent("sendMessage")
+    assert [c.params.get("parse_mode") for c in sent] == [None, None] + ["HTML"] * (len(parts) - 2)
+    assert [c.params["text"] for c in sent] == [plain_text(p) for p in parts[:2]] + list(parts[2:])
+    assert sent[0].params["text"].startswith("🟠 FIRING · ethbtc-z · warning\n")
+    assert sent[1].params["text"].startswith("<w0> <w1> <w2>")
+
+
+async def test_an_alert_refused_as_html_and_as_plain_text_is_given_up(
+    api: FakeBotApi, bot: TelegramNotifier
+) -> None:
+    api.refuse_html()
+    api.fail_next("sendMessage", status=400, description="Bad Request: message is too long",
+                  after=1)  # fmt: skip
+    with pytest.raises(DeliveryError) as raised:
+        await bot.deliver(item(alert_event_payload(event())))
+    assert raised.value.permanent
+    assert str(raised.value) == "chat 111: BadRequest: Message is too long"
+    calls = [c for c in api.calls if c.method == "sendMessage"]
+    assert [(c.status, c.params.get("parse_mode")) for c in calls] == [(400, "HTML"), (400, None)]
+
+
+async def test_a_command_reply_whose_html_is_refused_is_sent_as_plain_text(
+    api: FakeBotApi, bot: TelegramNotifier
+) -> None:
+    api.refuse_html()
+    api.push_message(ALLOWED, "/status")
+    [reply] = await api.wait_for("sendMessage", where=lambda c: c.status == 200)
+    assert "parse_mode" not in reply.params
+    assert reply.params["text"].splitlines()[:3] == [
+        "pairwatch 0.1.0 · up 1h02m · simulator",
+        "Feed: 1 open · 2 reconnects · 3 gaps (7 ids missed)",
+        "Trades 12.5/s · bars closed 1,234",
+    ]
+    assert [c.status for c in api.calls if c.method == "sendMessage"] == [400, 200]
+
+
+async def test_a_chart_whose_caption_is_refused_is_sent_with_a_plain_caption(
+    api: FakeBotApi, bot: TelegramNotifier
+) -> None:
+    api.refuse_html("sendPhoto")
+    api.push_message(ALLOWED, "/chart ETHUSDT BTCUSDT 1m 30")
+    [photo] = await api.wait_for("sendPhoto", where=lambda c: c.status == 200)
+    assert "parse_mode" not in photo.params
+    assert photo.params["caption"] == "ETHUSDT/BTCUSDT · 1m · window 30"
+    assert photo.files["photo"].data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [c.status for c in api.calls if c.method == "sendPhoto"] == [400, 200]
 
 
 # --- through the outbox ------------------------------------------------------------------

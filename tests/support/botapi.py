@@ -5,8 +5,9 @@ long polling, ``sendMessage``, ``sendPhoto``, ``setMyCommands``), checks the tok
 path, validates HTML texts the way Telegram does (known tags, balanced, entities, at
 most 4,096 characters after parsing), and records every request. Tests inject updates
 (``push_message``), make the next calls of a method fail (``fail_next``: 429 with
-``retry_after``, 5xx, 400 …) or every send to a chat fail (``fail_chat``), and await
-requests with ``wait_for`` instead of sleeping.
+``retry_after``, 5xx, 400 …), every send to a chat fail (``fail_chat``) or the next
+HTML texts be refused as unparsable (``refuse_html``), and await requests with
+``wait_for`` instead of sleeping.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class FakeBotApi:
     _next_message: int = 1
     _failures: dict[str, list[Failure | None]] = field(default_factory=dict)
     _chat_failures: dict[str, Failure] = field(default_factory=dict)
+    _html_refusals: dict[str, list[str]] = field(default_factory=dict)
     _server: asyncio.Server | None = None
     _connections: set[asyncio.Task[Any]] = field(default_factory=set)
     _tick: asyncio.Event = field(default_factory=asyncio.Event)
@@ -192,6 +194,16 @@ class FakeBotApi:
                   description: str = "Bad Request: chat not found") -> None:  # fmt: skip
         """Answer every send to ``chat_id`` with an error."""
         self._chat_failures[chat_id] = Failure(status, description)
+
+    def refuse_html(
+        self, method: str = "sendMessage", count: int = 1, problem: str = 'Unsupported tag "x"'
+    ) -> None:
+        """Answer the next ``count`` calls of ``method`` in HTML parse mode with a 400.
+
+        Telegram's answer to a text it cannot parse: ``Bad Request: can't parse entities:
+        …``. Calls without ``parse_mode`` (plain text) are answered as usual.
+        """
+        self._html_refusals.setdefault(method, []).extend([problem] * count)
 
     def push_message(self, chat_id: int, text: str, *, user_id: int | None = None,
                      username: str | None = "alice", title: str | None = None) -> int:  # fmt: skip
@@ -315,6 +327,9 @@ class FakeBotApi:
             return failure
         if call.chat is not None and call.chat in self._chat_failures:
             return self._chat_failures[call.chat]
+        refusals = self._html_refusals.get(call.method)
+        if refusals and call.params.get("parse_mode") == "HTML":
+            return Failure(400, f"Bad Request: can't parse entities: {refusals.pop(0)}")
         return None
 
     async def _get_updates(self, call: ApiCall) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """The daemon's answers to the bot's commands (``notifiers.telegram_backend.BotBackend``).
 
 Reads come from the daemon's memory (health counters, the latest-snapshot cache, the alert
-stage) or, for charts and the outbox, from SQLite in a worker thread; silences are written
-to the store and applied to the running alert stage at once.
+stage) or, for charts, trade rates and the outbox, from SQLite in a worker thread; silences
+are written to the store and applied to the running alert stage at once.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pairwatch.config.durations import format_duration
 from pairwatch.config.pairs import PairSettings
 from pairwatch.daemon import alert_rows, store_reads
 from pairwatch.daemon.store import ReadConnection, open_store
+from pairwatch.errors import StoreError
 from pairwatch.events import PairSnapshot
 from pairwatch.notifiers.chart import ChartData, render_chart
 from pairwatch.notifiers.formatting import utc
@@ -44,6 +45,10 @@ _T = TypeVar("_T")
 
 CHART_BARS = 500
 """Bars a ``/chart`` shows (the latest)."""
+RATE_WINDOW_MS = 300_000
+"""``/status`` trade rates count the trades of the bars of the last five minutes."""
+_MIN_RATE_SPAN_MS = 1000
+"""A rate is never taken over less than a second (no spike just after a start)."""
 
 
 def describe(condition: Condition) -> str:
@@ -65,8 +70,6 @@ class DaemonBackend:
         """Renders charts in a process: matplotlib holds the GIL for ~0.2 s per chart."""
         self.closing = False
         """Set at shutdown: commands that need the store are refused from then on."""
-        self._rates: tuple[float, int, dict[str, int]] | None = None
-        """(monotonic time, accepted trades, last trade id per symbol) at the last status."""
 
     def close(self) -> None:
         """Close the read connection (after any read still running) and the chart process."""
@@ -79,30 +82,32 @@ class DaemonBackend:
     async def status(self) -> BotStatus:
         daemon = self._daemon
         health = daemon.health
-        now_mono = time.monotonic()
-        ids = {s: t.trade_id for s, t in health.last_trade.items()}
-        before = self._rates
-        self._rates = (now_mono, health.accepted, ids)
-        if before is None:
-            elapsed = max(time.time() - health.started_at, 1e-9)
-            rate, per_symbol = health.accepted / elapsed, dict.fromkeys(ids, math.nan)
-        else:
-            elapsed = max(now_mono - before[0], 1e-9)
-            rate = (health.accepted - before[1]) / elapsed
-            per_symbol = {s: (i - before[2].get(s, i)) / elapsed for s, i in ids.items()}
+        settings = daemon.settings
+        symbols = settings.feed.symbols
+        timeframe, bar_ms = settings.bars.timeframe_lengths[0]
         now = self._clock()
+        run_start = int(health.started_at * 1000)
+
+        def read(conn: sqlite3.Connection) -> tuple[dict[str, float], dict[str, int]]:
+            rates = trade_rates(conn, symbols, timeframe, bar_ms, now, run_start)
+            return rates, alert_rows.pending_counts(conn)
+
+        self._open()
+        try:
+            per_symbol, outbox = await asyncio.to_thread(self._reader.read, read)
+        except StoreError as exc:
+            raise BackendError(f"the store cannot be read now ({exc})") from None
         feeds = []
-        for symbol in daemon.settings.feed.symbols:
+        for symbol in symbols:
             last = health.last_trade.get(symbol)
             feeds.append(
                 FeedStatus(
                     symbol=symbol,
                     price=None if last is None else last.price,
                     last_trade_age_s=None if last is None else max(now - last.ts_recv, 0) / 1000,
-                    trades_per_s=per_symbol.get(symbol, 0.0),
+                    trades_per_s=per_symbol[symbol],
                 )
             )
-        outbox = await asyncio.to_thread(self._reader.read, alert_rows.pending_counts)
         feed = daemon.settings.feed
         source = f"{feed.source} {feed.market} {feed.stream}"
         return BotStatus(
@@ -113,7 +118,7 @@ class DaemonBackend:
             reconnects=health.reconnects,
             gaps=health.gaps,
             missed_ids=health.missed_ids,
-            trades_per_s=rate,
+            trades_per_s=math.fsum(per_symbol.values()),
             bars_closed=health.bars_closed,
             lag_ms=health.lag.percentiles(),
             feeds=feeds,
@@ -154,7 +159,7 @@ class DaemonBackend:
         def read() -> ChartData:
             conn = open_store(db, readonly=True)
             try:
-                return _chart_data(conn, pair.y, pair.x, timeframe, window)
+                return chart_data(conn, pair.y, pair.x, timeframe, window)
             finally:
                 conn.close()
 
@@ -305,18 +310,76 @@ class DaemonBackend:
             await runtime.refresh_silences()
 
 
-def _chart_data(conn: sqlite3.Connection, y: str, x: str, timeframe: str, window: int) -> ChartData:
-    """Return the latest ``CHART_BARS`` bars of a pair series as chart data."""
+def trade_rates(
+    conn: sqlite3.Connection,
+    symbols: Sequence[str],
+    timeframe: str,
+    bar_ms: int,
+    now: int,
+    run_start: int,
+    window_ms: int = RATE_WINDOW_MS,
+) -> dict[str, float]:
+    """Return each symbol's trades per second over the bars of the last ``window_ms``.
+
+    The trades are those the bars of ``timeframe`` (the shortest) counted: closed bars and
+    the open one saved at the last checkpoint (up to its ``updated_at``). Unlike trade ids,
+    they count every trade of an ``aggTrade`` and nothing missed in a gap. Every symbol is
+    divided by the same time: from the first of those bars (of any symbol), or from
+    ``run_start`` when that bar is the one open when this run began (a cold start in the
+    middle of it), to the end of the last. Neither the clock's steps nor restarted counters
+    matter; a symbol without bars, or bars that cover no time yet, give 0: never NaN nor
+    negative.
+    """
+    counted: dict[str, int] = {}
+    starts: list[int] = []
+    ends: list[int] = []
+    for symbol in symbols:
+        trades, first, end = conn.execute(
+            "SELECT sum(trades), min(ts), "
+            "max(CASE WHEN closed THEN ts + ? ELSE min(max(updated_at, ts), ts + ?) END) "
+            "FROM bars WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?",
+            (bar_ms, bar_ms, symbol, timeframe, now - window_ms, now),
+        ).fetchone()
+        if first is None:
+            continue
+        counted[symbol] = int(trades)
+        starts.append(first)
+        ends.append(end)
+    rates = dict.fromkeys(symbols, 0.0)
+    if not starts:
+        return rates
+    first = min(starts)
+    start = first if first + bar_ms <= run_start else max(first, run_start)
+    span = max(ends) - start
+    if span <= 0:
+        return rates
+    seconds = max(span, _MIN_RATE_SPAN_MS) / 1000
+    rates.update((symbol, trades / seconds) for symbol, trades in counted.items())
+    return rates
+
+
+def chart_data(
+    conn: sqlite3.Connection,
+    y: str,
+    x: str,
+    timeframe: str,
+    window: int,
+    bars: int = CHART_BARS,
+) -> ChartData:
+    """Return the latest ``bars`` bars of a pair series as chart data.
+
+    A leg's close is NaN at a bar whose close is not stored (e.g. purged).
+    """
     last = conn.execute(
         "SELECT ts FROM analytics WHERE y = ? AND x = ? AND timeframe = ? AND window = ? "
         "ORDER BY ts DESC LIMIT 1 OFFSET ?",
-        (y, x, timeframe, window, CHART_BARS - 1),
-    ).fetchone()  # the first of the last CHART_BARS rows: read only those (primary key)
+        (y, x, timeframe, window, bars - 1),
+    ).fetchone()  # the first of the last ``bars`` rows: read only those (primary key)
     start = None if last is None else int(last[0])
     series = store_reads.load_pair_analytics(conn, y, x, timeframe, window, from_ts=start)
-    ts = series["ts"][-CHART_BARS:]
-    spread = series["spread"][-CHART_BARS:]
-    zscore = series["zscore"][-CHART_BARS:]
+    ts = series["ts"][-bars:]
+    spread = series["spread"][-bars:]
+    zscore = series["zscore"][-bars:]
     closes = store_reads.load_aligned_closes(
         conn, y, x, timeframe, from_ts=int(ts[0]) if len(ts) else None
     )

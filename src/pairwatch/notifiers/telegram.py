@@ -8,8 +8,10 @@ runs the reverse. No thread, no second loop.
 
 Delivery errors say whether a retry can help: a 429 carries Telegram's ``retry_after``;
 network errors, timeouts and 5xx are retried; a chat that does not exist or a bot that
-was blocked is given up. The bot token is in every Bot API URL, which python-telegram-bot
-and httpx log: ``telegram_redact`` keeps it out of the logs.
+was blocked is given up. A text whose HTML Telegram cannot parse is sent again as plain
+text (``telegram_commands.send_text``) rather than given up. The bot token is in every
+Bot API URL, which python-telegram-bot and httpx log: ``telegram_redact`` keeps it out
+of the logs.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from telegram import LinkPreviewOptions
-from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -39,7 +39,7 @@ from pairwatch.config.notifier_settings import TelegramSettings
 from pairwatch.daemon.alert_rows import OutboxItem
 from pairwatch.notifiers.outbox import DeliveryError
 from pairwatch.notifiers.telegram_backend import BotBackend
-from pairwatch.notifiers.telegram_commands import App, BotCommands, bot_commands
+from pairwatch.notifiers.telegram_commands import App, BotCommands, bot_commands, send_text
 from pairwatch.notifiers.telegram_format import payload_message
 from pairwatch.notifiers.telegram_redact import HandledRateLimit, TokenRedactor
 
@@ -54,7 +54,6 @@ RECONNECT_RECHECK_S = 5.0
 
 NAME = "telegram"
 _NUMERIC_CHAT = re.compile(r"-?\d+")
-_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
 def build_application(settings: TelegramSettings, token: str) -> App:
@@ -114,7 +113,6 @@ class TelegramNotifier:
         self._rate_limit_filter = HandledRateLimit()
         logging.getLogger("telegram.ext.AIORateLimiter").addFilter(self._rate_limit_filter)
         self._app = build_application(settings, settings.token.get_secret_value())
-        self._redactor.install()  # again: loggers the application may have created
         self._polls = settings.commands and backend is not None
         if backend is not None and settings.commands:
             BotCommands(backend, settings.chat_ids, clock, self._redactor.describe).register(
@@ -222,26 +220,14 @@ class TelegramNotifier:
         bot = self._app.bot
         try:
             try:
-                await bot.send_message(
-                    chat,
-                    text,
-                    parse_mode=ParseMode.HTML,
-                    disable_notification=silent,
-                    link_preview_options=_NO_PREVIEW,
-                )
+                await send_text(bot, chat, text, silent=silent)
             except ChatMigrated as exc:
                 logger.warning(
                     "Telegram chat %s is now %s: update the settings or rules",
                     chat,
                     exc.new_chat_id,
                 )
-                await bot.send_message(
-                    exc.new_chat_id,
-                    text,
-                    parse_mode=ParseMode.HTML,
-                    disable_notification=silent,
-                    link_preview_options=_NO_PREVIEW,
-                )
+                await send_text(bot, exc.new_chat_id, text, silent=silent)
         except TelegramError as exc:
             raise self._delivery_error(exc) from None
 
@@ -253,7 +239,7 @@ class TelegramNotifier:
             seconds = wait if isinstance(wait, int | float) else wait.total_seconds()
             return DeliveryError(text, retry_after=float(seconds))
         if isinstance(exc, Forbidden | BadRequest):
-            return DeliveryError(text, permanent=True)  # no chat, blocked, unparsable: for good
+            return DeliveryError(text, permanent=True)  # no chat, blocked, a bad text: for good
         return DeliveryError(text)  # network, timeout, 5xx, a revoked token: later
 
     async def _connect(self) -> None:

@@ -3,7 +3,9 @@
 Only chats in ``telegram.chat_ids`` are answered; updates from any other chat stop at
 a gate before any handler runs, and each such chat is logged once. Arguments are parsed
 here; bad ones get the command's usage line. The daemon is read and changed only through
-``BotBackend``; the texts come from ``telegram_format``.
+``BotBackend``; the texts come from ``telegram_format``. ``send_text`` sends one HTML
+message, and the same text as plain text if Telegram cannot parse its HTML (the alerts
+go out through it too).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, TypeAlias
 
 from telegram import Bot, BotCommand, Chat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -35,15 +37,18 @@ from pairwatch.notifiers.telegram_format import (
     COMMANDS,
     alerts_html,
     chart_caption,
-    escape,
     help_html,
     pairs_html,
     rules_html,
     snapshots_html,
-    split_html,
     status_html,
     unknown_command_html,
     usage_html,
+)
+from pairwatch.notifiers.telegram_html import (
+    escape,
+    plain_text,
+    split_html,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,6 +62,8 @@ _SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
 _RULE = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _MAX_IGNORED = 10_000
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_PARSE_ERROR = re.compile(r"can'?t parse", re.IGNORECASE)
+"""Telegram's 400 for a text it cannot parse: ``Bad Request: can't parse entities: …``."""
 
 
 class UsageError(Exception):
@@ -304,15 +311,55 @@ class BotCommands:
 async def send_reply(bot: Bot, chat_id: int, reply: Reply) -> None:
     """Send a command's reply: a text in as many messages as it needs, or a photo."""
     if isinstance(reply, Photo):
-        await bot.send_photo(
-            chat_id,
-            photo=reply.png,
-            caption=reply.caption,
-            parse_mode=ParseMode.HTML,
-            filename="chart.png",
-        )
+        try:
+            await bot.send_photo(
+                chat_id,
+                photo=reply.png,
+                caption=reply.caption,
+                parse_mode=ParseMode.HTML,
+                filename="chart.png",
+            )
+        except BadRequest as exc:
+            if not is_parse_error(exc):
+                raise
+            _log_fallback(exc)
+            await bot.send_photo(
+                chat_id, photo=reply.png, caption=plain_text(reply.caption), filename="chart.png"
+            )
         return
     for part in split_html(reply.html):
+        await send_text(bot, chat_id, part)
+
+
+def is_parse_error(exc: TelegramError) -> bool:
+    """Return whether ``exc`` is Telegram refusing a text's HTML (not its chat or size)."""
+    return isinstance(exc, BadRequest) and _PARSE_ERROR.search(exc.message) is not None
+
+
+async def send_text(bot: Bot, chat_id: int | str, html: str, *, silent: bool = False) -> None:
+    """Send one HTML message; as plain text when Telegram cannot parse its HTML.
+
+    Other errors are raised as they are. The plain text is never longer than the HTML.
+    """
+    try:
         await bot.send_message(
-            chat_id, part, parse_mode=ParseMode.HTML, link_preview_options=_NO_PREVIEW
+            chat_id,
+            html,
+            parse_mode=ParseMode.HTML,
+            disable_notification=silent,
+            link_preview_options=_NO_PREVIEW,
         )
+    except BadRequest as exc:
+        if not is_parse_error(exc):
+            raise
+        _log_fallback(exc)
+        await bot.send_message(
+            chat_id,
+            plain_text(html),
+            disable_notification=silent,
+            link_preview_options=_NO_PREVIEW,
+        )
+
+
+def _log_fallback(exc: BadRequest) -> None:
+    logger.warning("Telegram could not parse a message's HTML (%s): sent as plain text", exc)

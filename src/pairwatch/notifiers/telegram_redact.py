@@ -2,29 +2,27 @@
 
 The token is part of every Bot API URL. httpx logs each request's URL (INFO),
 python-telegram-bot logs its base URL (DEBUG) and puts the token in some errors
-(``InvalidToken``). ``TokenRedactor`` is a logging filter on the loggers of those
-libraries and of the notifiers that rewrites any record holding the token (message,
-arguments, traceback) before a handler sees it.
+(``InvalidToken``); any other library (httpcore, asyncio, a user's own logger) may log
+it too. ``TokenRedactor`` rewrites a record holding the token (message, arguments,
+traceback, stack) in two places, so no handler ever sees it:
+
+* as the record is made, whatever logger makes it (a wrapper of the log record factory):
+  this covers root, every child that propagates, and handlers added later;
+* in a filter on each handler of the root logger at install, for records made without the
+  factory (``logging.makeLogRecord``, records re-emitted by a ``QueueListener``).
+
+``uninstall`` undoes both; the factory is restored once no redactor is installed.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 REDACTED = "<token>"
-LOGGED_LIBRARIES = (
-    "telegram",
-    "httpx",
-    "httpcore",
-    "h11",
-    "h2",
-    "hpack",
-    "aiolimiter",
-    "asyncio",
-    "pairwatch.notifiers",
-)
-"""Loggers (and their children) the filter is added to."""
 
 
 class TokenRedactor(logging.Filter):
@@ -32,7 +30,7 @@ class TokenRedactor(logging.Filter):
 
     def __init__(self, token: str) -> None:
         super().__init__()
-        self._installed: set[logging.Logger] = set()
+        self._handlers: list[logging.Handler] = []
         self._secrets = tuple(sorted({token, quote(token, safe=""), quote(token)}, key=len))[::-1]
 
     def redact(self, text: str) -> str:
@@ -60,35 +58,78 @@ class TokenRedactor(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text and self._has(record.exc_text):
             record.exc_text = self.redact(record.exc_text)
+            record.exc_info = None  # a formatter that reads it itself would print the token
         if record.stack_info and self._has(record.stack_info):
             record.stack_info = self.redact(record.stack_info)
         return True
 
     def install(self) -> None:
-        """Add this filter to the loggers of python-telegram-bot, httpx and the notifiers.
+        """Redact every record made from now on, and those reaching root's handlers.
 
-        Call again after creating objects that may have created loggers: it is idempotent.
+        Idempotent: call again to cover handlers added to the root logger since.
         """
-        for logger_ in _library_loggers():
-            logger_.addFilter(self)
-            self._installed.add(logger_)
+        _FACTORY.add(self)
+        for handler in logging.root.handlers:
+            if self not in handler.filters:
+                handler.addFilter(self)
+                self._handlers.append(handler)
 
     def uninstall(self) -> None:
-        """Remove this filter from every logger it was added to."""
-        for logger_ in self._installed:
-            logger_.removeFilter(self)
-        self._installed.clear()
+        """Remove this redactor from the record factory and the handlers it was added to."""
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        self._handlers.clear()
+        _FACTORY.remove(self)
 
 
-def _library_loggers() -> list[logging.Logger]:
-    names = set(LOGGED_LIBRARIES)
-    names.update(
-        name
-        for name, item in logging.root.manager.loggerDict.items()
-        if isinstance(item, logging.Logger)
-        and any(name.startswith(f"{prefix}.") for prefix in LOGGED_LIBRARIES)
-    )
-    return [logging.getLogger(name) for name in sorted(names)]
+class _Factories:
+    """Wraps the log record factory while any redactor is installed.
+
+    The first redactor installed puts a ``_Redacting`` factory over the current one; the
+    last removed puts that one back, unless another factory was set over it meanwhile:
+    then it stays in that chain and passes records through untouched (the redactors are
+    looked up on each record), and the next install wraps whatever is current then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.redactors: tuple[TokenRedactor, ...] = ()
+        self._wrapper: _Redacting | None = None
+
+    def add(self, redactor: TokenRedactor) -> None:
+        with self._lock:
+            if redactor not in self.redactors:
+                self.redactors = (*self.redactors, redactor)
+            if self._wrapper is None:
+                self._wrapper = _Redacting(logging.getLogRecordFactory(), self)
+                logging.setLogRecordFactory(self._wrapper)
+
+    def remove(self, redactor: TokenRedactor) -> None:
+        with self._lock:
+            self.redactors = tuple(r for r in self.redactors if r is not redactor)
+            wrapper = self._wrapper
+            if self.redactors or wrapper is None:
+                return
+            if logging.getLogRecordFactory() is wrapper:
+                logging.setLogRecordFactory(wrapper.inner)
+            self._wrapper = None
+
+
+class _Redacting:
+    """A log record factory: the one it wraps, then every installed redactor."""
+
+    def __init__(self, inner: Callable[..., logging.LogRecord], factories: _Factories) -> None:
+        self.inner = inner
+        self._factories = factories
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        for redactor in self._factories.redactors:
+            redactor.filter(record)
+        return record
+
+
+_FACTORY = _Factories()
 
 
 class HandledRateLimit(logging.Filter):

@@ -27,7 +27,6 @@ from pairwatch.notifiers.telegram_format import (
     alert_html,
     alerts_html,
     duration,
-    escape,
     help_html,
     notice_html,
     number,
@@ -35,9 +34,13 @@ from pairwatch.notifiers.telegram_format import (
     payload_message,
     rules_html,
     snapshots_html,
-    split_html,
     status_html,
     usage_html,
+)
+from pairwatch.notifiers.telegram_html import (
+    escape,
+    plain_text,
+    split_html,
 )
 from support.botapi import check_html
 
@@ -161,6 +164,33 @@ def test_every_part_is_valid_html_within_the_limit_and_nothing_is_lost(
         assert check_html(part) is None, part
     squeeze = re.compile(r"\s+")
     assert squeeze.sub("", "".join(plain(p) for p in parts)) == squeeze.sub("", plain(text))
+
+
+# --- the plain-text fallback ------------------------------------------------------------
+
+
+def test_plain_text_drops_the_tags_and_unescapes_the_entities() -> None:
+    text = (
+        '🟠 <b>FIRING</b> · <a href="https://x.org/?a=1&amp;b=2">log</a>\n'
+        "<pre>a &lt; b &amp;&amp; c</pre> <i>&lt;rising&gt;</i> &#8805; 2"
+    )
+    assert plain_text(text) == "🟠 FIRING · log\na < b && c <rising> ≥ 2"
+
+
+def test_plain_text_keeps_what_only_looks_like_markup() -> None:
+    assert plain_text("x < 5 and y > 3, <3 & <> done") == "x < 5 and y > 3, <3 & <> done"
+
+
+@settings(max_examples=100, deadline=None)
+@given(html_texts())
+def test_plain_text_is_the_text_telegram_would_show(text: str) -> None:
+    assert plain_text(text) == plain(text)
+    assert utf16(plain_text(text)) <= utf16(text)
+
+
+@given(st.text())
+def test_plain_text_of_escaped_text_is_the_text_itself(text: str) -> None:
+    assert plain_text(escape(text)) == text
 
 
 # --- numbers and durations --------------------------------------------------------------
