@@ -362,3 +362,123 @@ class _Open(asyncio.Event):
 
     def clear(self) -> None:
         pass
+
+
+class Counting(Dispatcher):
+    """A dispatcher that counts its reads of the outbox table."""
+
+    reads = 0
+
+    def _read(self, worker, after_id):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super()._read(worker, after_id)
+
+
+def offers_to(dispatcher: Dispatcher, writer: Writer) -> None:
+    """Wire the writer's committed rows to the dispatcher, as the daemon does."""
+    loop = asyncio.get_running_loop()
+    writer.on_outbox = lambda offer: loop.call_soon_threadsafe(dispatcher.offer, offer)
+
+
+async def test_rows_committed_while_running_are_delivered_without_reading_them_back(
+    db: Path, writer: Writer
+) -> None:
+    notifier = Scripted()
+    other = Scripted("other")
+    dispatcher = Counting([notifier, other], db, writer)
+    offers_to(dispatcher, writer)
+    store(writer, [note(0)])
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await asyncio.wait_for(dispatcher.wait_until(lambda c: c["test"].delivered == 1), 10)
+        assert dispatcher.reads == 2  # each worker read the table once, at its start
+        for n in range(1, 6):
+            writer.put_alerts([], [note(n), note(n, "other")] if n % 2 else [note(n)])
+            await asyncio.wrap_future(writer.flush())
+        await asyncio.wait_for(
+            dispatcher.wait_until(lambda c: c["test"].delivered == 6 and c["other"].delivered == 3),
+            10,
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert dispatcher.reads == 2  # rows 1-5 came with their commits: not read back
+    assert notifier.delivered == [event(n).key for n in range(6)]
+    assert other.delivered == [event(n).key for n in (1, 3, 5)]
+    await asyncio.wrap_future(writer.flush())
+    assert {r[3] for r in rows(db)} == {1}
+
+
+async def test_a_row_written_behind_the_writers_back_breaks_the_chain_and_is_read(
+    db: Path, writer: Writer
+) -> None:
+    notifier = Scripted()
+    dispatcher = Counting([notifier], db, writer)
+    offers_to(dispatcher, writer)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        writer.put_alerts([], [note(0)])
+        await asyncio.wrap_future(writer.flush())
+        await asyncio.wait_for(dispatcher.wait_until(lambda c: c["test"].delivered == 1), 10)
+        reads = dispatcher.reads
+        conn = sqlite3.connect(db)  # another process, say: no offer for this row
+        with conn:
+            conn.execute(
+                "INSERT INTO outbox (key, notifier, route, payload, created_at, next_attempt_at) "
+                "VALUES ('side', 'test', '{}', '{\"type\":\"notice\"}', 1, 1)"
+            )
+        conn.close()
+        writer.put_alerts([], [note(1)])  # its offer starts after the side row: a gap
+        await asyncio.wrap_future(writer.flush())
+        await asyncio.wait_for(dispatcher.wait_until(lambda c: c["test"].delivered == 3), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert dispatcher.reads == reads + 1
+    assert notifier.delivered == [event(0).key, "side", event(1).key]  # in id order
+
+
+async def test_too_many_offers_waiting_are_dropped_and_the_rows_read_instead(
+    db: Path, writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pairwatch.notifiers import outbox
+
+    monkeypatch.setattr(outbox, "MAX_OFFERS", 3)
+    notifier = Windowed(1)
+    dispatcher = Counting([notifier], db, writer)
+    offers_to(dispatcher, writer)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        store(writer, [note(0)])
+        async with notifier.started:  # row 0 is held in delivery while 5 more are committed
+            await asyncio.wait_for(notifier.started.wait_for(lambda: notifier.in_flight == 1), 10)
+        for n in range(1, 6):
+            store(writer, [note(n)])
+        await asyncio.sleep(0)  # the offers' callbacks
+        for n in range(6):
+            await notifier.release(n)
+        await asyncio.wait_for(dispatcher.wait_until(lambda c: c["test"].delivered == 6), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert notifier.delivered == [event(n).key for n in range(6)]
+    assert len(dispatcher._workers["test"].offers) <= 3
+
+
+def test_an_offer_holds_exactly_what_a_worker_would_read_back(db: Path) -> None:
+    from pairwatch.daemon.alert_rows import insert_outbox, outbox_sequence
+
+    conn = open_store(db)
+    try:
+        with conn:
+            first = insert_outbox(conn, [note(0), note(1, "other")], T0)
+        with conn:
+            again = insert_outbox(conn, [note(1, "other"), note(2)], T0 + 1)  # one duplicate
+        assert (first.before, first.after) == (0, 2)
+        assert again.before == 2
+        assert again.after == outbox_sequence(conn) >= 3  # an ignored insert may use an id
+        assert [i.key for i in again.items] == [event(2).key]
+        read = load_pending_outbox(conn, "test") + load_pending_outbox(conn, "other")
+        assert sorted(read, key=lambda i: i.id) == [*first.items, *again.items]
+    finally:
+        conn.close()

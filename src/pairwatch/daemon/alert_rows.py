@@ -96,6 +96,20 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxOffer:
+    """The outbox rows one transaction added, handed to the delivery workers on commit.
+
+    ``before`` and ``after`` are the outbox's id sequence (``outbox_sequence``) before and
+    after the transaction: a worker that has seen every row up to ``before`` can take
+    ``items`` instead of reading the table, and has then seen every row up to ``after``.
+    """
+
+    before: int
+    after: int
+    items: tuple[OutboxItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """The outcome of one delivery attempt: delivered, to be retried, or given up."""
 
@@ -236,17 +250,15 @@ def event_rows(events: Iterable[tuple[AlertEvent, bool]], now: int) -> list[Row]
 
 def outbox_rows(notifications: Iterable[Notification], now: int) -> list[Row]:
     """Return notifications as ``INSERT_OUTBOX`` parameters (due at once)."""
-    return [
-        (
-            n.key,
-            n.notifier,
-            json.dumps(dict(n.route), sort_keys=True, separators=(",", ":")),
-            json.dumps(n.payload, separators=(",", ":"), allow_nan=False),
-            now,
-            now,
-        )
-        for n in notifications
-    ]
+    return [(n.key, n.notifier, _route_json(n), _payload_json(n), now, now) for n in notifications]
+
+
+def _route_json(n: Notification) -> str:
+    return json.dumps(dict(n.route), sort_keys=True, separators=(",", ":"))
+
+
+def _payload_json(n: Notification) -> str:
+    return json.dumps(n.payload, separators=(",", ":"), allow_nan=False)
 
 
 def delivery_rows(deliveries: Iterable[Delivery]) -> dict[str, list[Row]]:
@@ -304,6 +316,32 @@ def event_from_row(row: Sequence[Any]) -> AlertEvent:
     )  # fmt: skip
 
 
+def outbox_sequence(conn: sqlite3.Connection) -> int:
+    """Return the largest outbox id ever given (0 before the first): it never goes down."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def insert_outbox(
+    conn: sqlite3.Connection, notifications: Sequence[Notification], now: int
+) -> OutboxOffer:
+    """Insert notifications (inside the caller's transaction); return the rows added.
+
+    A notification already in the outbox (same key, notifier and route) is not added again
+    and is not in the offer. The items are what ``load_pending_outbox`` would read back.
+    The connection must be the only writer (the store writer's): the rows after the
+    sequence read first are then this call's. Four statements whatever the count: each
+    one hands the GIL back and forth with a busy event loop.
+    """
+    before = outbox_sequence(conn)
+    conn.executemany(INSERT_OUTBOX, outbox_rows(notifications, now))
+    rows = conn.execute(
+        f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id > ? ORDER BY id",  # noqa: S608
+        (before,),
+    ).fetchall()
+    return OutboxOffer(before, outbox_sequence(conn), tuple(_items(rows)))
+
+
 def load_pending_outbox(
     conn: sqlite3.Connection, notifier: str, after_id: int = 0, limit: int = 100
 ) -> list[OutboxItem]:
@@ -317,6 +355,11 @@ def load_pending_outbox(
         "ORDER BY id LIMIT ?",
         (notifier, after_id, limit),
     )
+    return _items(rows)
+
+
+def _items(rows: Iterable[Sequence[Any]]) -> list[OutboxItem]:
+    """Return outbox rows (``_OUTBOX_COLUMNS``) as items; unreadable JSON sets ``error``."""
     items = []
     for i, key, n, route, payload, created, attempts, due in rows:
         error = None

@@ -59,6 +59,7 @@ class AlertRuntime:
             retry_max=alerts.retry_max.total_seconds(),
             clock=clock,
         )
+        writer.on_outbox = self._offer  # rows committed go to the workers without a read
         self.stage = AlertStage(
             writer,
             health,
@@ -69,7 +70,6 @@ class AlertRuntime:
             admin_notify=alerts.admin_notify,
             notifiers=self.dispatcher.names,
             defaults={"telegram": [{"chat": chat} for chat in settings.telegram.chat_ids]},
-            on_stored=self._kick_when_stored,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch = RulesWatch(self.path) if self.path is not None else None
@@ -172,6 +172,14 @@ class AlertRuntime:
 
     def _read_silences(self, now: int) -> list[alert_rows.Silence]:
         return self._reader.read(lambda conn: alert_rows.load_silences(conn, now))
+
+    def _offer(self, offer: alert_rows.OutboxOffer) -> None:
+        """Hand committed outbox rows to the delivery workers (called in the writer thread)."""
+        loop = self._loop
+        if loop is None:
+            return  # not running yet: run() makes the workers read what is committed
+        with contextlib.suppress(RuntimeError):  # the loop closed: the next start delivers
+            loop.call_soon_threadsafe(self.dispatcher.offer, offer)
 
     def _kick_when_stored(self) -> None:
         """Wake the delivery workers once what is queued now is committed."""

@@ -10,7 +10,9 @@ Alert writes (events, outbox rows, alert states) have a lane of their own, taken
 the bulk lane: an alert is committed (and so deliverable) without waiting for the bar's
 snapshot rows or a batch of ticks queued before it. Nothing in the bulk lane depends on
 an alert write being after it (the outcomes of deliveries are queued once the outbox row
-is committed), and ``flush()`` still covers both lanes.
+is committed), and ``flush()`` still covers both lanes. With ``on_outbox`` set, the
+outbox rows each committed transaction added are handed to it from the writer thread
+(``OutboxOffer``): the delivery workers take them without reading the table back.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from pairwatch.analytics.engine import KalmanState
 from pairwatch.analytics.resample_kernel import BarArrays
-from pairwatch.daemon.alert_rows import Delivery, Notification, StoredState
+from pairwatch.daemon.alert_rows import Delivery, Notification, OutboxOffer, StoredState
 from pairwatch.daemon.feed_rows import FeedStatsRow, SymbolState, bar_array_rows
 from pairwatch.daemon.retention import check_purge
 from pairwatch.daemon.store import DEFAULT_BUSY_TIMEOUT_MS, open_store
@@ -127,6 +129,9 @@ class Writer:
         """The most recent write error; kept after recovery (see ``healthy``)."""
         self.last_commit_at: int | None = None
         """Epoch ms of the last successful commit."""
+        self.on_outbox: Callable[[OutboxOffer], None] | None = None
+        """Called from the writer thread, in commit order, with the outbox rows of each
+        committed alert write (it must be quick and thread-safe; it must not raise)."""
 
     @property
     def queue_depth(self) -> int:
@@ -346,8 +351,9 @@ class Writer:
             if self._abort:
                 return
             batch = held[0]
+            offers: list[OutboxOffer] | None = [] if self.on_outbox is not None else None
             try:
-                counts = write_batch(conn, batch, self._clock)
+                counts = write_batch(conn, batch, self._clock, offers)
             except sqlite3.OperationalError as exc:
                 self._failed(exc)
                 delay = min(max(delay * 2, _BACKOFF_MIN_S), _BACKOFF_MAX_S)
@@ -366,6 +372,8 @@ class Writer:
             held.popleft()
             delay = 0.0
             self._committed(batch, counts)
+            if offers:
+                self._offer(offers)
 
     def _take(self) -> list[Op] | None:
         """Wait for work; return up to ``batch_max_rows`` rows of it, or None to stop.
@@ -400,6 +408,16 @@ class Writer:
         for op in batch:
             if isinstance(op, Flush):
                 resolve(op.future, None)
+
+    def _offer(self, offers: list[OutboxOffer]) -> None:
+        on_outbox = self.on_outbox
+        if on_outbox is None:
+            return
+        for offer in offers:
+            try:
+                on_outbox(offer)
+            except Exception:  # the rows are committed: the workers read them anyway
+                logger.exception("handing committed outbox rows to delivery failed")
 
     def _failed(self, exc: sqlite3.OperationalError) -> None:
         message = f"{type(exc).__name__}: {exc}"

@@ -22,9 +22,11 @@ from pairwatch.daemon.alert_rows import (
     UPSERT_ALERT_STATE,
     Delivery,
     Notification,
+    OutboxOffer,
     StoredState,
     delivery_rows,
     event_rows,
+    insert_outbox,
     outbox_rows,
     state_rows,
 )
@@ -185,9 +187,16 @@ def cut_batch(queue: collections.deque[Op], limit: int) -> list[Op]:
 
 
 def write_batch(
-    conn: sqlite3.Connection, batch: list[Op], clock: Callable[[], int]
+    conn: sqlite3.Connection,
+    batch: list[Op],
+    clock: Callable[[], int],
+    offers: list[OutboxOffer] | None = None,
 ) -> dict[str, int]:
-    """Write one batch in one transaction; return rows changed per counter."""
+    """Write one batch in one transaction; return rows changed per counter.
+
+    With ``offers``, the outbox rows each alert write adds are appended to it (valid once
+    the transaction is committed).
+    """
     counts: dict[str, int] = {}
     if all(isinstance(op, Flush) for op in batch):
         return counts
@@ -217,7 +226,7 @@ def write_batch(
                     cursor = conn.executemany(statement.sql, statement.rows(items, now))
                     counts[statement.counter] = counts.get(statement.counter, 0) + cursor.rowcount
             elif isinstance(op, AlertWrite):
-                _write_alerts(conn, op, now, counts)
+                _write_alerts(conn, op, now, counts, offers)
             elif isinstance(op, Deliveries):
                 for sql, rows in delivery_rows(op.items).items():
                     if rows:
@@ -236,18 +245,27 @@ def write_batch(
 
 
 def _write_alerts(
-    conn: sqlite3.Connection, op: AlertWrite, now: int, counts: dict[str, int]
+    conn: sqlite3.Connection,
+    op: AlertWrite,
+    now: int,
+    counts: dict[str, int],
+    offers: list[OutboxOffer] | None,
 ) -> None:
     if op.forget:  # first: a state written below may be a new alert under the same key
         conn.executemany(DELETE_ALERT_STATE, op.forget)
+    outbox = [] if offers is not None else outbox_rows(op.notifications, now)
     for sql, rows, counter in (
         (INSERT_ALERT_EVENT, event_rows(op.events, now), "alert_events_written"),
-        (INSERT_OUTBOX, outbox_rows(op.notifications, now), "outbox_written"),
+        (INSERT_OUTBOX, outbox, "outbox_written"),
         (UPSERT_ALERT_STATE, state_rows(op.states, now), "alert_states_written"),
     ):
         if rows:
             cursor = conn.executemany(sql, rows)
             counts[counter] = counts.get(counter, 0) + cursor.rowcount
+    if offers is not None and op.notifications:
+        offer = insert_outbox(conn, op.notifications, now)
+        counts["outbox_written"] = counts.get("outbox_written", 0) + len(offer.items)
+        offers.append(offer)
 
 
 def resolve(future: Future[None], error: BaseException | None) -> None:

@@ -48,7 +48,7 @@ OFFLINE_TIMEOUT_S = 2.0
 RETRY_SOON_S = 0.5
 """Margin after the link's next connection attempt before an outbox row is tried again."""
 
-WINDOW = 32
+WINDOW = 100
 """Alerts the notifier has in flight (sent, waiting for the broker's PUBACK) at once."""
 
 
@@ -274,7 +274,7 @@ class MqttLink:
             # "online" or a snapshot) waits for the broker's delayed ACK: ~40 ms.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             # Alerts in flight plus QoS 1 analytics: more than paho's 20 queue behind.
-            max_inflight_messages=4 * WINDOW,
+            max_inflight_messages=2 * WINDOW,
         )
         client.pending_calls_threshold = 100_000  # our own queues bound what is in flight
         return client

@@ -10,6 +10,13 @@ before the next is tried. After a restart the workers start again from the first
 undelivered row, so a notification sent just before a crash may be sent twice: receivers
 dedupe on the payload's idempotency key.
 
+Rows written while the daemon runs need not be read back: the store writer hands each
+committed transaction's new rows to ``offer()`` with the outbox's id sequence before and
+after it (``OutboxOffer``). A worker that has seen every row up to an offer's ``before``
+(its last read returned less than a batch, after reading the sequence, or it took the
+previous offer) takes the offer's rows as if it had read them; any break in that chain
+(a row written by another process, offers dropped) sends it back to reading the table.
+
 A notifier whose transport keeps order (one MQTT connection) may declare a ``window``:
 up to that many deliveries are then in flight at once, started in id order and completed
 in id order (a burst costs one round trip, not one per row). When one fails, the later
@@ -22,16 +29,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pairwatch.daemon.alert_rows import Delivery, OutboxItem, load_pending_outbox
+from pairwatch.daemon.alert_rows import (
+    Delivery,
+    OutboxItem,
+    OutboxOffer,
+    load_pending_outbox,
+    outbox_sequence,
+)
 from pairwatch.daemon.store import ReadConnection
 
 logger = logging.getLogger(__name__)
@@ -41,6 +54,9 @@ BATCH = 100
 
 IDLE_RECHECK_S = 5.0
 """An idle worker reads the outbox again this often even without a wake-up (a safety net)."""
+
+MAX_OFFERS = 1000
+"""Offers a busy worker keeps; beyond, they are dropped and it reads the table instead."""
 
 _MAX_EXPONENT = 30
 
@@ -93,6 +109,10 @@ class _Worker:
     reader: ReadConnection
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     counters: NotifierCounters = field(default_factory=NotifierCounters)
+    offers: collections.deque[OutboxOffer] = field(default_factory=collections.deque)
+    """Committed rows handed over (only this notifier's items), oldest first."""
+    must_read: bool = False
+    """Read the table next (a kick, or offers dropped because too many waited)."""
 
 
 class Dispatcher:
@@ -121,9 +141,26 @@ class Dispatcher:
         """Return the names of the notifiers delivered to."""
         return list(self._workers)
 
+    def offer(self, offer: OutboxOffer) -> None:
+        """Take the rows a committed transaction added (call on the loop, in commit order)."""
+        for name, worker in self._workers.items():
+            offers = worker.offers
+            mine = tuple(item for item in offer.items if item.notifier == name)
+            last = offers[-1] if offers else None
+            if not mine and last is not None and not last.items and last.after == offer.before:
+                offers[-1] = OutboxOffer(last.before, offer.after, ())  # nothing for it: merged
+                continue
+            if len(offers) >= MAX_OFFERS:
+                offers.clear()
+                worker.must_read = True
+            offers.append(OutboxOffer(offer.before, offer.after, mine))
+            if mine:
+                worker.wake.set()
+
     def kick(self) -> None:
-        """Wake the workers: new outbox rows are committed (call on the loop)."""
+        """Make the workers read the table: rows were committed (call on the loop)."""
         for worker in self._workers.values():
+            worker.must_read = True
             worker.wake.set()
 
     async def wait_until(self, predicate: Callable[[Mapping[str, NotifierCounters]], bool]) -> None:
@@ -165,12 +202,17 @@ class Dispatcher:
     async def _work(self, worker: _Worker) -> None:
         name = worker.notifier.name
         cursor = 0  # the id of the last row delivered or given up: never read again
+        horizon: int | None = None  # every row up to this id is seen (None: not known)
         while True:
             worker.wake.clear()
-            items = await asyncio.to_thread(self._read, worker, cursor)
+            items, horizon = self._offered(worker, cursor, horizon)
+            if items is None:
+                horizon, items = await asyncio.to_thread(self._read, worker, cursor)
             if not items:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(worker.wake.wait(), IDLE_RECHECK_S)
+                except TimeoutError:
+                    horizon = None  # the safety net: read the table again
                 continue
             worker.counters.backlog = len(items)
             window = max(int(getattr(worker.notifier, "window", 1)), 1)
@@ -224,9 +266,36 @@ class Dispatcher:
             await asyncio.gather(*(t for _, t in flight), return_exceptions=True)
         return cursor
 
-    def _read(self, worker: _Worker, after_id: int) -> list[OutboxItem]:
+    @staticmethod
+    def _offered(
+        worker: _Worker, cursor: int, horizon: int | None
+    ) -> tuple[list[OutboxItem] | None, int | None]:
+        """Return the offered rows after ``cursor`` and the new horizon; None: read instead."""
+        offers = worker.offers
+        if worker.must_read or horizon is None:
+            worker.must_read = False
+            return None, None
+        while offers and offers[0].after <= horizon:
+            offers.popleft()  # rows a read already saw
+        if offers and offers[0].before != horizon:
+            return None, None  # rows between what was seen and this offer: read them
+        items: list[OutboxItem] = []
+        while offers and offers[0].before == horizon:
+            offer = offers.popleft()
+            items.extend(item for item in offer.items if item.id > cursor)
+            horizon = offer.after
+        return items, horizon
+
+    def _read(self, worker: _Worker, after_id: int) -> tuple[int | None, list[OutboxItem]]:
+        """Return the horizon and up to ``BATCH`` undelivered rows after ``after_id``."""
         name = worker.notifier.name
-        return worker.reader.read(lambda conn: load_pending_outbox(conn, name, after_id, BATCH))
+
+        def read(conn: sqlite3.Connection) -> tuple[int | None, list[OutboxItem]]:
+            seen = outbox_sequence(conn)  # first: the rows read then include every row to it
+            items = load_pending_outbox(conn, name, after_id, BATCH)
+            return (seen if len(items) < BATCH else None), items
+
+        return worker.reader.read(read)
 
     async def _deliver(
         self, worker: _Worker, item: OutboxItem, *, attempts: int | None = None,
