@@ -17,6 +17,7 @@ import pytest
 from pairwatch.daemon.alert_rows import (
     Notification,
     OutboxItem,
+    OutboxOffer,
     alert_event_payload,
     event_from_payload,
     load_pending_outbox,
@@ -340,17 +341,74 @@ async def test_a_failure_in_a_window_retries_that_row_then_sends_the_later_ones_
     assert dispatcher.counters()["test"].retried == 1
 
 
-async def test_a_permanent_refusal_in_a_window_is_given_up_and_the_rest_delivered(
+async def test_a_permanent_refusal_in_a_window_is_given_up_and_the_rest_not_sent_again(
     db: Path, writer: Writer
 ) -> None:
     keys = [event(n).key for n in range(3)]
     notifier = Windowed(8, failures={keys[0]: [DeliveryError("no such topic", permanent=True)]})
     for key in keys:
         notifier.gates[key] = _Open()
-    notifier.expected = 4  # 1 and 2 in the first flight, then again after 0 is given up
+    notifier.expected = 2
     store(writer, [note(n) for n in range(3)])
     await run_until(Dispatcher([notifier], db, writer), notifier.done, writer)
+    assert notifier.starts == keys  # row 0 was never sent: no need to go back for 1 and 2
+    assert notifier.delivered == keys[1:]
     assert [(r[2], r[3], r[4]) for r in rows(db)] == [(1, 0, 1), (1, 1, 0), (1, 1, 0)]
+
+
+class Signalling(Dispatcher):
+    """A dispatcher that says when a worker's read of the table returned."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.read_done = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def _read(self, worker, after_id):  # type: ignore[no-untyped-def]
+        result = super()._read(worker, after_id)
+        self._loop.call_soon_threadsafe(self.read_done.set)
+        return result
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_stop_racing_a_wake_up_still_stops_the_workers(
+    db: Path, writer: Writer, turns: int
+) -> None:
+    # Python 3.11's wait_for could swallow a cancel arriving as the idle wait ended.
+    notifier = Scripted()
+    dispatcher = Signalling([notifier], db, writer)
+    task = asyncio.create_task(dispatcher.run())
+    await asyncio.wait_for(dispatcher.read_done.wait(), 10)
+    for _ in range(3):
+        await asyncio.sleep(0)  # the worker goes from its read to its idle wait
+    item = OutboxItem(1, "k", "test", {}, {"type": "notice"}, 0, 0, 0)
+    dispatcher.offer(OutboxOffer(0, 1, (item,)))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=10)
+    assert done == {task}
+    assert task.cancelled()
+
+
+async def test_a_notifier_cancelling_its_own_work_is_a_failed_attempt_not_a_stop(
+    db: Path, writer: Writer
+) -> None:
+    class SelfCancelling(Scripted):
+        async def deliver(self, item: OutboxItem) -> None:
+            if len(self.attempts) < 1:
+                self.attempts.append(item.key)
+                raise asyncio.CancelledError  # e.g. a library cancelling its own request
+            await super().deliver(item)
+
+    notifier = SelfCancelling()
+    notifier.expected = 1
+    store(writer, [note(0)])
+    dispatcher = Dispatcher([notifier], db, writer, retry_initial=0.01, retry_max=0.01)
+    await run_until(dispatcher, notifier.done, writer)
+    assert notifier.delivered == [event(0).key]
+    assert [(r[2], r[3]) for r in rows(db)] == [(2, 1)]
+    assert dispatcher.counters()["test"].retried == 1
 
 
 class _Open(asyncio.Event):

@@ -186,7 +186,7 @@ class AlertRuntime:
         loop = self._loop
         if loop is None:
             return  # not running yet: run() kicks at its start
-        future: Future[None] = self._writer.flush_alerts()
+        future: Future[None] = self._writer.flush()
 
         def committed(_: Future[None]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed: the next start delivers

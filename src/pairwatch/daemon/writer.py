@@ -6,13 +6,11 @@ drains everything queued (up to ``batch_max_rows``) and writes it with
 on ``sqlite3.OperationalError`` (disk full, locked, read-only) the same batch is
 retried with capped backoff while new items keep queueing.
 
-Alert writes (events, outbox rows, alert states) have a lane of their own, taken before
-the bulk lane: an alert is committed (and so deliverable) without waiting for the bar's
-snapshot rows or a batch of ticks queued before it. Nothing in the bulk lane depends on
-an alert write being after it (the outcomes of deliveries are queued once the outbox row
-is committed), and ``flush()`` still covers both lanes. With ``on_outbox`` set, the
-outbox rows each committed transaction added are handed to it from the writer thread
-(``OutboxOffer``): the delivery workers take them without reading the table back.
+Everything is written in the order it was queued: an alert's state is never stored ahead
+of the bar it was evaluated on (a restart would apply that bar to it twice). With
+``on_outbox`` set, the outbox rows each committed transaction added are handed to it from
+the writer thread (``OutboxOffer``): the delivery workers take them without reading the
+table back.
 """
 
 from __future__ import annotations
@@ -90,8 +88,6 @@ class Writer:
         self._pairs, self._symbols = metric_statements()
         self._cond = threading.Condition(threading.Lock())
         self._queue: collections.deque[Op] = collections.deque()
-        self._alerts: collections.deque[Op] = collections.deque()
-        """The alert lane: committed before anything in ``_queue`` (module docstring)."""
         self._queued_rows = 0
         self._queued_ticks = 0
         self._closed = False
@@ -218,8 +214,7 @@ class Writer:
     ) -> None:
         """Queue ``(event, silenced)`` pairs, their outbox rows and alert states together."""
         if events or notifications or states or forget:
-            write = AlertWrite(tuple(events), tuple(notifications), tuple(states), tuple(forget))
-            self._put(write, lane=self._alerts)
+            self._put(AlertWrite(tuple(events), tuple(notifications), tuple(states), tuple(forget)))
 
     def put_deliveries(self, deliveries: Sequence[Delivery]) -> None:
         """Queue the outcomes of outbox deliveries."""
@@ -247,12 +242,6 @@ class Writer:
         """Return a future resolved once everything queued before it is committed."""
         future: Future[None] = Future()
         self._put(Flush(future))
-        return future
-
-    def flush_alerts(self) -> Future[None]:
-        """Return a future resolved once the alert writes queued before it are committed."""
-        future: Future[None] = Future()
-        self._put(Flush(future), lane=self._alerts)
         return future
 
     def close(self, timeout: float = 10.0) -> None:
@@ -287,7 +276,7 @@ class Writer:
             self.last_error,
         )
 
-    def _put(self, op: Op, lane: collections.deque[Op] | None = None) -> None:
+    def _put(self, op: Op) -> None:
         with self._cond:
             if self._closed:
                 raise StoreError("store writer is closed")
@@ -305,7 +294,7 @@ class Writer:
                     return
                 self._dropping_ticks = False
                 self._queued_ticks += op.size
-            (self._queue if lane is None else lane).append(op)
+            self._queue.append(op)
             self._queued_rows += op.size
             self._cond.notify()
 
@@ -376,18 +365,11 @@ class Writer:
                 self._offer(offers)
 
     def _take(self) -> list[Op] | None:
-        """Wait for work; return up to ``batch_max_rows`` rows of it, or None to stop.
-
-        Alert writes first, in a batch of their own (module docstring).
-        """
+        """Wait for work; return up to ``batch_max_rows`` rows of it, or None to stop."""
         with self._cond:
-            while not self._queue and not self._alerts and not self._stopping:
+            while not self._queue and not self._stopping:
                 self._cond.wait()
-            if self._abort:
-                return None
-            if self._alerts:
-                return cut_batch(self._alerts, self._batch_max_rows)
-            if not self._queue:
+            if not self._queue or self._abort:
                 return None
             return cut_batch(self._queue, self._batch_max_rows)
 
@@ -455,10 +437,8 @@ class Writer:
         with self._cond:
             self._closed = True
             pending = [op for batch in self._held for op in batch]
-            pending.extend(self._alerts)
             pending.extend(self._queue)
             self._held.clear()
-            self._alerts.clear()
             self._queue.clear()
         for op in pending:
             if isinstance(op, Flush):

@@ -19,10 +19,11 @@ previous offer) takes the offer's rows as if it had read them; any break in that
 
 A notifier whose transport keeps order (one MQTT connection) may declare a ``window``:
 up to that many deliveries are then in flight at once, started in id order and completed
-in id order (a burst costs one round trip, not one per row). When one fails, the later
-ones in flight are not counted even if they arrived: the failed row is retried alone and
-they are sent again after it ("go back N"), so order still holds, at the price of a
-duplicate the idempotency key covers.
+in id order (a burst costs one round trip, not one per row). When one fails for now, the
+later ones in flight are not counted even if they arrived: the failed row is retried alone
+and they are sent again after it ("go back N"), so the last copy of each row arrives in
+order, at the price of duplicates the idempotency key covers. A row refused for good was
+never delivered: the rows after it go on as they are.
 """
 
 from __future__ import annotations
@@ -209,8 +210,9 @@ class Dispatcher:
             if items is None:
                 horizon, items = await asyncio.to_thread(self._read, worker, cursor)
             if not items:
-                try:
-                    await asyncio.wait_for(worker.wake.wait(), IDLE_RECHECK_S)
+                try:  # not wait_for: on 3.11 it can lose a cancel that races the wake-up
+                    async with asyncio.timeout(IDLE_RECHECK_S):
+                        await worker.wake.wait()
                 except TimeoutError:
                     horizon = None  # the safety net: read the table again
                 continue
@@ -231,6 +233,7 @@ class Dispatcher:
         deliver = worker.notifier.deliver
         cursor = 0
         i = 0  # the next row to start
+        task: asyncio.Task[None] | None = None  # the oldest in flight, being waited for
         try:
             while i < len(items) or flight:
                 while i < len(items) and len(flight) < window:
@@ -246,8 +249,12 @@ class Dispatcher:
                 else:
                     n, task = flight.popleft()
                     failure = await _outcome(task)
+                    task = None
                     if failure is None:
                         self._delivered(worker, items[n], items[n].attempts + 1)
+                    elif isinstance(failure, DeliveryError) and failure.permanent:
+                        self._failed(worker, items[n], items[n].attempts + 1, failure)
+                        # Never sent: the rows after it are still in order.
                     else:
                         # Go back N: what is still in flight is sent again after this row.
                         await asyncio.gather(*(t for _, t in flight), return_exceptions=True)
@@ -261,9 +268,10 @@ class Dispatcher:
                 cursor = items[n].id  # rows complete in order: all up to n are done
                 worker.counters.backlog = len(items) - n - 1
         finally:
-            for _, task in flight:
-                task.cancel()
-            await asyncio.gather(*(t for _, t in flight), return_exceptions=True)
+            left = [t for _, t in flight] + ([task] if task is not None else [])
+            for t in left:
+                t.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         return cursor
 
     @staticmethod
@@ -319,8 +327,11 @@ class Dispatcher:
             attempts += 1
             try:
                 await worker.notifier.deliver(item)
-            except asyncio.CancelledError:
-                raise  # shutting down: the row stays undelivered, for the next start
+            except asyncio.CancelledError as exc:
+                if _being_cancelled():
+                    raise  # shutting down: the row stays undelivered, for the next start
+                next_due = self._failed(worker, item, attempts, DeliveryError(f"cancelled: {exc}"))
+                continue  # the notifier cancelled something of its own: a failure
             except Exception as exc:
                 next_due = self._failed(worker, item, attempts, exc)
                 continue
@@ -386,10 +397,15 @@ async def _outcome(task: asyncio.Task[None]) -> Exception | None:
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
-        if not task.cancelled():  # the worker itself is cancelled: so is this delivery
-            task.cancel()
-            raise
+        if _being_cancelled():
+            raise  # the worker itself is cancelled: the caller cancels the delivery
         return DeliveryError("the delivery was cancelled")
     except Exception as exc:
         return exc
     return None
+
+
+def _being_cancelled() -> bool:
+    """Return whether the running task was asked to stop (not just saw a CancelledError)."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
