@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import platform
@@ -44,3 +45,12 @@ def pin_to_one_core() -> int:
     cpu = min(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     return cpu
+
+
+async def loop_lag(samples: list[float], done: asyncio.Event) -> None:
+    """Sleep 1 ms at a time and record how late (ms) each wake-up is: the loop's lag."""
+    loop = asyncio.get_running_loop()
+    while not done.is_set():
+        start = loop.time()
+        await asyncio.sleep(0.001)
+        samples.append((loop.time() - start - 0.001) * 1000)

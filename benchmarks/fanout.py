@@ -59,7 +59,7 @@ import aiomqtt
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import machine
+from common import loop_lag, machine
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
 from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
@@ -195,15 +195,6 @@ def settings_for(
                   "poll_timeout": "1s"},
         mqtt={"host": "127.0.0.1", "port": broker, "client_id": "pairwatch-bench"},
     )  # fmt: skip
-
-
-async def loop_lag(samples: list[float], done: asyncio.Event) -> None:
-    """Sleep 1 ms at a time and record how late each wake-up is."""
-    loop = asyncio.get_running_loop()
-    while not done.is_set():
-        start = loop.time()
-        await asyncio.sleep(0.001)
-        samples.append((loop.time() - start - 0.001) * 1000)
 
 
 def epoch_ms(text: str) -> int | None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import machine
+from common import loop_lag, machine
 from pairwatch.config.notifier_settings import MqttSettings
 from pairwatch.daemon.alert_rows import OutboxItem, alert_event_payload
 from pairwatch.events import AlertEvent, PairSnapshot
@@ -96,15 +96,6 @@ async def subscriber(
 async def stop(process: asyncio.subprocess.Process) -> None:
     process.terminate()
     await process.wait()
-
-
-async def loop_lag(samples: list[float], done: asyncio.Event) -> None:
-    """Sleep 1 ms at a time and record how late each wake-up is (the loop's responsiveness)."""
-    loop = asyncio.get_running_loop()
-    while not done.is_set():
-        start = loop.time()
-        await asyncio.sleep(0.001)
-        samples.append((loop.time() - start - 0.001) * 1000)
 
 
 async def analytics_load(

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from pairwatch.config.rules import Rule, RulesFile
-from pairwatch.daemon.alert_rows import Notification, Silence, StoredState
+from pairwatch.daemon.alert_rows import Silence
 from pairwatch.daemon.alert_support import destinations
 from pairwatch.daemon.alerts import AlertStage
 from pairwatch.daemon.health import Health
 from pairwatch.errors import ConfigError
-from pairwatch.events import AlertEvent, PairSnapshot
+from pairwatch.events import PairSnapshot
+from support.alert_writer import RecordingAlertWriter
 
 PAIR = "ETHUSDT/BTCUSDT"
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -29,24 +30,6 @@ EVERY = [
     ("telegram", {"chat": "-100222"}),
     ("mqtt", {}),
 ]
-
-
-class Recorder:
-    """The writer seam: the events and notifications the stage queued."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[AlertEvent, bool]] = []
-        self.notifications: list[Notification] = []
-
-    def put_alerts(
-        self,
-        events: Sequence[tuple[AlertEvent, bool]],
-        notifications: Sequence[Notification] = (),
-        states: Sequence[StoredState] = (),
-        forget: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        self.events.extend(events)
-        self.notifications.extend(notifications)
 
 
 class Clock:
@@ -67,8 +50,8 @@ def make(
     notifiers: Sequence[str] = CONFIGURED,
     admin_notify: Sequence[str] = ("log",),
     clock: Clock | None = None,
-) -> tuple[AlertStage, Recorder]:
-    writer = Recorder()
+) -> tuple[AlertStage, RecordingAlertWriter]:
+    writer = RecordingAlertWriter()
     stage = AlertStage(
         writer,
         Health(),

@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from pairwatch.config.rules_load import load_rules
 from pairwatch.config.settings import Settings
-from pairwatch.daemon.alert_rows import Notification, OutboxItem, StoredState
+from pairwatch.daemon.alert_rows import OutboxItem
 from pairwatch.daemon.alert_service import AlertRuntime
 from pairwatch.daemon.demo import load_demo_settings
 from pairwatch.daemon.health import Health
-from pairwatch.events import AlertEvent, PairSnapshot
+from pairwatch.events import PairSnapshot
 from pairwatch.notifiers.log import LogNotifier
+from support.alert_writer import RecordingAlertWriter
 
 T0 = 1_700_000_000_000
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "rules.example.yaml"
-
-
-class Recorder:
-    """The writer seam: the notifications the alert stage queued."""
-
-    def __init__(self) -> None:
-        self.notifications: list[Notification] = []
-
-    def put_alerts(
-        self,
-        events: Sequence[tuple[AlertEvent, bool]],
-        notifications: Sequence[Notification] = (),
-        states: Sequence[StoredState] = (),
-        forget: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        self.notifications.extend(notifications)
 
 
 class Telegram:
@@ -60,7 +44,7 @@ def environ(monkeypatch: pytest.MonkeyPatch) -> None:
 def fast_z_firing(settings: Settings) -> list[tuple[str, dict[str, str]]]:
     """Fire the example's ethbtc-z-fast in the demo's alert runtime; return its outbox rows."""
     assert settings.telegram.enabled  # so the daemon's notifiers are log and telegram
-    writer = Recorder()
+    writer = RecordingAlertWriter()
     runtime = AlertRuntime(
         settings,
         writer,  # type: ignore[arg-type]  # the alert stage only calls put_alerts
