@@ -10,6 +10,9 @@ so both kinds of event are notified, tens per second.
 - **Bar close** is when the analytics stage hands a pair's new snapshot to its listeners
   (the bars are closed and the metrics computed): a listener inserted first records
   ``time.monotonic()`` per (pair, bar).
+- **MQTT publish**: the daemon's MQTT link hands the alert's PUBLISH to its client (the
+  issue's "bar close → publish"); **MQTT ack**: the broker's PUBACK is back. Both stamped
+  in the daemon's process by wrapping ``MqttLink.publish``.
 - **MQTT**: a real mosquitto on a free loopback port, with and without ``set_tcp_nodelay
   true`` (``--broker``); an aiomqtt client subscribed to ``pairwatch/v1/alerts/#`` (QoS 1)
   stamps each alert on receipt. An alert is matched to its bar by ``event.target`` and
@@ -54,6 +57,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import numpy as np
@@ -64,6 +68,7 @@ from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
 from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
 from pairwatch.events import PairSnapshot, SymbolSnapshot
+from pairwatch.notifiers.mqtt import MqttLink
 from support.botapi import FakeBotApi
 from support.mosquitto import Mosquitto
 
@@ -167,6 +172,10 @@ Receipt = tuple[float, str, int]
 class Run:
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
     """Per series (``mqtt``, ``mqtt first``, ``telegram``, ``telegram first``): every sample."""
+    published: list[Receipt] = field(default_factory=list)
+    """Alerts handed to the MQTT client by the daemon (stamped in its process)."""
+    acked: list[Receipt] = field(default_factory=list)
+    """Alerts whose PUBACK came back."""
     events: int = 0
     """Alert events of the measured bars (as received over MQTT)."""
     per_bar: list[int] = field(default_factory=list)
@@ -235,6 +244,19 @@ async def run_daemon(
         for s in pairs:
             closes.setdefault((f"{s.y}/{s.x}", s.ts + 1000), now)
 
+    original = MqttLink.publish
+
+    async def publish(self: MqttLink, topic: str, payload: bytes | str, **kw: Any) -> None:
+        alert = "/alerts/" in topic
+        if alert:
+            event = json.loads(payload)["event"]
+            stamp = (event["target"], int(event["at"]))
+            run.published.append((time.monotonic(), *stamp))
+        await original(self, topic, payload, **kw)
+        if alert:
+            run.acked.append((time.monotonic(), *stamp))
+
+    MqttLink.publish = publish  # type: ignore[method-assign]
     daemon = Daemon(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(stop))
@@ -270,6 +292,7 @@ async def run_daemon(
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+        MqttLink.publish = original  # type: ignore[method-assign]
     return closes, start, end
 
 
@@ -296,7 +319,9 @@ async def one_run(broker: Mosquitto, tmp: Path, args: argparse.Namespace) -> Run
             telegram.append((at, pair.group(1), bar))
         else:
             run.unmatched += status == 200
-    for name, receipts in (("mqtt", mqtt), ("telegram", telegram)):
+    series = (("mqtt publish", run.published), ("mqtt ack", run.acked), ("mqtt", mqtt),
+              ("telegram", telegram))  # fmt: skip
+    for name, receipts in series:
         if receipts:
             every, first = latencies(receipts, closes, start, end)
             run.latency_ms[name], run.latency_ms[f"{name} first"] = every, first
@@ -309,6 +334,8 @@ async def one_run(broker: Mosquitto, tmp: Path, args: argparse.Namespace) -> Run
 # --- report ----------------------------------------------------------------------------------
 
 SERIES = {
+    "mqtt publish": "bar close → MQTT publish (daemon hands the PUBLISH to its client)",
+    "mqtt ack": "bar close → MQTT PUBACK back in the daemon",
     "mqtt": "bar close → MQTT subscriber",
     "mqtt first": "bar close → MQTT subscriber, first alert of each bar",
     "telegram": "bar close → Bot API sendMessage",

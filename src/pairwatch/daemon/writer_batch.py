@@ -166,10 +166,15 @@ Op = Rows | Purge | Checkpoint | Flush | AlertWrite | Deliveries
 
 
 def cut_batch(queue: collections.deque[Op], limit: int) -> list[Op]:
-    """Pop up to ``limit`` rows of ops off ``queue`` (splitting ``Rows``, never others)."""
+    """Pop up to ``limit`` rows of ops off ``queue`` (splitting ``Rows``, never others).
+
+    A batch ends with an alert write: its notifications wait for the commit, so the rows
+    queued after it (the bar's snapshots) go in the next transaction. Order is kept: what
+    was queued before the alert (its bar) is committed with it or earlier.
+    """
     batch: list[Op] = []
     rows = 0
-    while queue and rows < limit:
+    while queue and rows < limit and not (batch and isinstance(batch[-1], AlertWrite)):
         op = queue[0]
         room = limit - rows
         if op.size <= room:

@@ -353,3 +353,22 @@ def test_alert_writes_keep_their_order_among_bars(db: Path) -> None:
         (T0 + n * 60_000,) for n in range(5)
     ]
     assert read(db, "SELECT count(*) FROM landed") == [(10,)]
+
+
+def test_a_transaction_ends_with_an_alert_write(db: Path) -> None:
+    # The alert's notifications wait for its commit: the rows queued after it (its bar's
+    # snapshots) go in the next transaction; what was queued before it goes with it.
+    w = Writer(db, on_connect=_log_insert_order)
+    for n in range(3):
+        w.put_bars([make_bar(ts=T0 + n * 60_000)])
+        w.put_alerts([(_alert(n), False)])
+        w.put_ticks([make_trade(n * 10 + i) for i in range(10)])
+    w.start()
+    try:
+        w.flush().result(30)
+        # [bar, alert], [ticks, bar, alert], [ticks, bar, alert], [ticks]
+        assert w.transactions == 4
+        assert (w.bars_written, w.alert_events_written, w.ticks_written) == (3, 3, 30)
+    finally:
+        w.close(10)
+    assert read(db, "SELECT what FROM landed ORDER BY id") == [("bar",), ("alert",)] * 3
