@@ -1,4 +1,5 @@
-"""Command line: ``pairwatch run | demo | simulate | replay | rules check|test | mute | unmute``.
+"""Command line: ``pairwatch run | demo | simulate | replay | rules check|test | mute | unmute |
+export``.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 """
@@ -25,6 +26,7 @@ EXIT_USAGE = 2
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pairwatch.daemon.export_cli import add_export_args
     from pairwatch.daemon.mute_cli import add_mute_args
     from pairwatch.daemon.sources.simulator_cli import add_simulator_args
 
@@ -119,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common_args(test)
     add_mute_args(verbs)
+    add_export_args(verbs)
     return parser
 
 
@@ -326,6 +329,13 @@ def _unmute(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from pairwatch.daemon.export_cli import run_export
+
+    print(run_export(args))
+    return EXIT_OK
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "demo": _demo,
@@ -334,6 +344,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rules": _rules,
     "mute": _mute,
     "unmute": _unmute,
+    "export": _export,
 }
 
 if __name__ == "__main__":

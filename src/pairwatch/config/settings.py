@@ -38,8 +38,9 @@ from pairwatch.config.sources import (
     credentials_directory,
     state_directory_data,
 )
+from pairwatch.config.web_settings import WEB_CREDENTIALS, WebSettings
 
-CREDENTIALS: dict[str, tuple[str, ...]] = {**NOTIFIER_CREDENTIALS}
+CREDENTIALS: dict[str, tuple[str, ...]] = {**NOTIFIER_CREDENTIALS, **WEB_CREDENTIALS}
 """Credential file name -> settings path it fills, e.g. ``"telegram_token": ("telegram", "token")``.
 
 Files are read from ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``); such a field
@@ -318,6 +319,9 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="The MQTT broker.")
     webhook: WebhookSettings = Field(
         default_factory=WebhookSettings, description="The webhook notifier."
+    )
+    web: WebSettings = Field(
+        default_factory=WebSettings, description="The web page and /healthz, /metrics."
     )
     pairs: tuple[Pair, ...] = Field(
         default=(), description="Pairs the analytics follow: [[pairs]] tables or 'Y/X' strings."

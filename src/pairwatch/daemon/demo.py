@@ -142,9 +142,17 @@ async def run_demo(
     timer = None
     if duration is not None:
         timer = asyncio.get_running_loop().call_later(duration, stop.set)
+
+    async def say_where() -> None:
+        await daemon.ready.wait()
+        if daemon.web is not None:
+            print(f"pairwatch demo: charts and exports: open {daemon.web.url}", flush=True)
+
+    announce = asyncio.create_task(say_where())
     try:
         await daemon.run(stop)
     finally:
+        announce.cancel()
         if timer is not None:
             timer.cancel()
     health = daemon.health

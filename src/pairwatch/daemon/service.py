@@ -43,8 +43,10 @@ from pairwatch.daemon.startup import (
     resumable,
     warm_up_analytics,
 )
+from pairwatch.daemon.web_setup import open_web
 from pairwatch.daemon.writer import Writer
 from pairwatch.errors import PairwatchError
+from pairwatch.web.server import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class Daemon:
         self.alerts: AlertRuntime | None = None
         self.mqtt: MqttRuntime | None = None
         self.backend: DaemonBackend | None = None
+        self.web: WebServer | None = None
+        """Where the web page listens, once started (None when ``web.enabled`` is false)."""
         self.ready = asyncio.Event()
         self.base_url = settings.feed.stream_url_base
 
@@ -134,6 +138,7 @@ class Daemon:
             grace = _ms(settings.bars.grace)
             tasks.append(asyncio.create_task(self._clock_loop(pipeline, grace), name="bar-clock"))
             await start_notifiers(notifiers)
+            self.web = await stack.enter_async_context(open_web(self))
             tasks.append(asyncio.create_task(alerts.run(), name="alerts"))
             if mqtt is not None:
                 tasks.append(asyncio.create_task(mqtt.run(), name="mqtt-publish"))

@@ -141,7 +141,10 @@ def test_explicit_config_path_beats_pairwatch_config(tmp_path: Path) -> None:
     assert settings.log_level == "ERROR"
 
 
-def test_without_file_or_environment_everything_is_default() -> None:
+def test_without_file_or_environment_everything_is_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PAIRWATCH_WEB__PORT")  # tests/conftest.py sets it for every test
     assert load_settings(environ={}) == Settings.model_validate({})
 
 
@@ -181,11 +184,13 @@ class SecretSettings(Settings):
     telegram: TelegramSection = Field(default_factory=TelegramSection, description="Bot.")
 
 
-def test_credentials_registry_names_the_notifiers_secrets() -> None:
+def test_credentials_registry_names_the_notifiers_and_web_secrets() -> None:
     expected = {
         "telegram_token": ("telegram", "token"),
         "mqtt_password": ("mqtt", "password"),
         "webhook_secret": ("webhook", "secret"),
+        "web_password": ("web", "password"),
+        "web_cookie_secret": ("web", "cookie_secret"),
     }
     assert expected == CREDENTIALS
     assert Settings.credential_files == expected

@@ -140,6 +140,17 @@ def test_defaults_dump_as_they_are_written_in_toml() -> None:
             "discovery_prefix": "homeassistant",
         },
         "webhook": {"url": None, "secret": None, "timeout": "10s"},
+        "web": {
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": 5006,
+            "prefix": "",
+            "password": None,
+            "cookie_secret": None,
+            "allow_remote_without_auth": False,
+            "websocket_origins": [],
+            "live_interval": None,
+        },
         "pairs": [],
     }
 

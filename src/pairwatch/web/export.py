@@ -1,0 +1,495 @@
+"""Export one pair series: its analytics snapshots with both legs' bars, chunk by chunk.
+
+Read side only (no UI library): ``pairwatch export`` and the web page's download buttons
+call it. ``export_rows`` yields Arrow record batches of one row per ``analytics`` snapshot
+of (y, x, timeframe, window) with ``start <= ts < end``, LEFT JOINed with both legs' bars at
+the same ts and timeframe; the writers turn them into CSV or Parquet without ever holding
+the whole range. Columns, in order (``docs/export.md``): ``ts``, ``time``, the y leg's bar
+columns (``y_open`` … ``y_closed``), the x leg's, ``thin``, ``adf_at``, then every metric
+column the file's ``analytics`` table has, in table order (a newly registered metric is
+appended at the end, so existing columns never move).
+
+Each chunk is read in its own short query, a primary-key range after the last ts read, so
+an export never holds a read transaction open while its consumer (a slow download) waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import sqlite3
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from pairwatch.daemon.metrics_schema import ANALYTICS_FLAGS, SERIES_KEYS
+from pairwatch.daemon.retention import first_series_sql, next_series_sql
+from pairwatch.daemon.store import open_store, table_columns
+from pairwatch.errors import PairwatchError
+
+Format = Literal["csv", "parquet"]
+FORMATS: Final[tuple[Format, ...]] = ("csv", "parquet")
+
+BAR_FIELDS: Final = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "vwap",
+    "trades",
+    "taker_buy_volume",
+    "filled",
+    "closed",
+)
+"""The columns of ``bars`` exported for each leg (prefixed ``y_`` / ``x_``), in this order.
+
+Spelled out, not read from the table: a column ``bars`` gains later must not move the
+exported ones (only metric columns are appended, at the end).
+"""
+
+_INT_BAR_FIELDS: Final = frozenset({"trades"})
+_BOOL_BAR_FIELDS: Final = frozenset({"filled", "closed"})
+_TIME: Final = pa.timestamp("ms", tz="UTC")
+_MIN_TS: Final = -(2**63)
+PARQUET_COMPRESSION: Final = "zstd"
+_AHEAD: Final = 2
+"""Batches read ahead of the one being written, in ``write_stream(background=True)``."""
+METADATA_KEY: Final = b"pairwatch"
+"""Parquet schema metadata key: JSON ``{"y", "x", "timeframe", "window"}`` of the series."""
+
+
+class ExportError(PairwatchError):
+    """An export cannot be made as asked (the message says why, for the user)."""
+
+
+class SeriesNotFound(ExportError):  # noqa: N818 -- reads as what happened
+    """The database holds no analytics for the pair, timeframe or window asked for."""
+
+
+class SeriesLike(Protocol):
+    """Anything naming a series (``web.data.SeriesKey``)."""
+
+    @property
+    def y(self) -> str: ...
+    @property
+    def x(self) -> str: ...
+    @property
+    def timeframe(self) -> str: ...
+    @property
+    def window(self) -> int: ...
+
+
+Series = tuple[str, str, str, int]
+"""A pair series: (y, x, timeframe, window)."""
+
+
+def stored_series(conn: sqlite3.Connection) -> list[Series]:
+    """Return every (y, x, timeframe, window) in ``analytics``, one primary-key seek each."""
+    found: list[Series] = []
+    key = conn.execute(first_series_sql("analytics")).fetchone()
+    next_sql = next_series_sql("analytics")
+    while key is not None:
+        found.append((str(key[0]), str(key[1]), str(key[2]), int(key[3])))
+        key = conn.execute(next_sql, key).fetchone()
+    return found
+
+
+def resolve_window(
+    conn: sqlite3.Connection, y: str, x: str, timeframe: str, window: int | None
+) -> int:
+    """Return the window to export; raise ``SeriesNotFound`` listing what the file holds.
+
+    Without ``window``, the pair's only window on ``timeframe`` is the default; several
+    windows are an error that lists them.
+    """
+    series = stored_series(conn)
+    pair = f"{y}/{x}"
+    if not series:
+        raise SeriesNotFound("the database holds no pair analytics yet")
+    mine = [s for s in series if s[:2] == (y, x)]
+    if not mine:
+        raise SeriesNotFound(f"no analytics for {pair}; the database holds: {_listing(series)}")
+    windows = sorted(s[3] for s in mine if s[2] == timeframe)
+    if not windows:
+        raise SeriesNotFound(
+            f"no {timeframe} analytics for {pair}; it has: {_listing(mine, pair=False)}"
+        )
+    if window is None:
+        if len(windows) > 1:
+            raise SeriesNotFound(
+                f"{pair} {timeframe} has several windows: choose one of "
+                f"{', '.join(map(str, windows))}"
+            )
+        return windows[0]
+    if window not in windows:
+        raise SeriesNotFound(
+            f"no window {window} for {pair} {timeframe}; windows: {', '.join(map(str, windows))}"
+        )
+    return window
+
+
+def _listing(series: list[Series], *, pair: bool = True) -> str:
+    """Return ``ETHUSDT/BTCUSDT 1m (windows 30, 100), 1s (…); …`` for error messages."""
+    grouped: dict[str, dict[str, list[int]]] = {}
+    for y, x, timeframe, window in series:
+        grouped.setdefault(f"{y}/{x}", {}).setdefault(timeframe, []).append(window)
+    parts = []
+    for name, frames in grouped.items():
+        text = ", ".join(
+            f"{tf} (windows {', '.join(map(str, sorted(ws)))})" for tf, ws in frames.items()
+        )
+        parts.append(f"{name} {text}" if pair else text)
+    return "; ".join(parts)
+
+
+def metric_names(conn: sqlite3.Connection) -> list[str]:
+    """Return the metric columns of the file's ``analytics`` table, in table order."""
+    skip = {*SERIES_KEYS["analytics"], "ts", *ANALYTICS_FLAGS}
+    return [c for c in table_columns(conn, "analytics") if c not in skip]
+
+
+def export_schema(
+    conn: sqlite3.Connection, series: Series | None = None
+) -> Any:  # pa.Schema (pyarrow has no type hints)
+    """Return the Arrow schema of an export (with the series in its metadata, if given)."""
+    fields = [pa.field("ts", pa.int64(), nullable=False), pa.field("time", _TIME, nullable=False)]
+    for leg in ("y", "x"):
+        fields += [pa.field(f"{leg}_{name}", _bar_type(name)) for name in BAR_FIELDS]
+    fields += [pa.field("thin", pa.bool_(), nullable=False), pa.field("adf_at", pa.int64())]
+    fields += [pa.field(name, pa.float64()) for name in metric_names(conn)]
+    metadata = None
+    if series is not None:
+        y, x, timeframe, window = series
+        text = json.dumps({"y": y, "x": x, "timeframe": timeframe, "window": window})
+        metadata = {METADATA_KEY: text.encode()}
+    return pa.schema(fields, metadata=metadata)
+
+
+def _bar_type(name: str) -> Any:
+    if name in _INT_BAR_FIELDS:
+        return pa.int64()
+    return pa.bool_() if name in _BOOL_BAR_FIELDS else pa.float64()
+
+
+def count_rows(
+    conn: sqlite3.Connection,
+    y: str,
+    x: str,
+    timeframe: str,
+    window: int,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> int:
+    """Return how many rows ``export_rows`` yields for the same arguments (a progress total)."""
+    sql = "SELECT count(*) FROM analytics WHERE y = ? AND x = ? AND timeframe = ? AND window = ?"
+    sql, params = _range(sql, [y, x, timeframe, window], start_ms, end_ms, "ts")
+    return int(conn.execute(sql, params).fetchone()[0])
+
+
+def export_rows(
+    conn: sqlite3.Connection,
+    y: str,
+    x: str,
+    timeframe: str,
+    window: int | None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    chunk: int = 50_000,
+) -> Iterator[Any]:  # Iterator[pa.RecordBatch]
+    """Return an iterator of record batches of the series over ``start_ms <= ts < end_ms``.
+
+    Either bound may be ``None`` (open). The window is resolved (and the series checked)
+    now, so a bad request raises ``SeriesNotFound`` before anything is read. The iterator
+    yields batches of at most ``chunk`` rows, ordered by ts, and at least one batch (empty
+    for an empty range) so a writer always knows the schema.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    window = resolve_window(conn, y, x, timeframe, window)
+    schema = export_schema(conn, (y, x, timeframe, window))
+    return _batches(conn, (y, x, timeframe, window), schema, start_ms, end_ms, chunk)
+
+
+def _batches(
+    conn: sqlite3.Connection,
+    series: Series,
+    schema: Any,
+    start_ms: int | None,
+    end_ms: int | None,
+    chunk: int,
+) -> Iterator[Any]:
+    y, x, timeframe, window = series
+    metrics = schema.names[schema.get_field_index("adf_at") + 1 :]
+    select = ", ".join(
+        [
+            "a.ts",
+            *(f"{leg}.{name}" for leg in ("yb", "xb") for name in BAR_FIELDS),
+            "a.thin",
+            "a.adf_at",
+            *(f"a.{_quoted(name)}" for name in metrics),
+        ]
+    )
+    sql = (
+        f"SELECT {select} FROM analytics AS a "  # noqa: S608 -- quoted table columns
+        "LEFT JOIN bars AS yb ON yb.symbol = ? AND yb.timeframe = ? AND yb.ts = a.ts "
+        "LEFT JOIN bars AS xb ON xb.symbol = ? AND xb.timeframe = ? AND xb.ts = a.ts "
+        "WHERE a.y = ? AND a.x = ? AND a.timeframe = ? AND a.window = ? AND a.ts >= ?"
+    )
+    if end_ms is not None:
+        sql += " AND a.ts < ?"
+    sql += " ORDER BY a.ts LIMIT ?"
+    fixed = [y, timeframe, x, timeframe, y, x, timeframe, window]
+    after = _MIN_TS if start_ms is None else start_ms
+    sent = False
+    while True:
+        bounds = [after] if end_ms is None else [after, end_ms]
+        rows = conn.execute(sql, [*fixed, *bounds, chunk]).fetchall()
+        if rows:
+            sent = True
+            yield _to_batch(rows, schema)
+            after = int(rows[-1][0]) + 1
+        if len(rows) < chunk:
+            break
+    if not sent:
+        yield pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
+
+
+def _to_batch(rows: list[tuple[Any, ...]], schema: Any) -> Any:
+    """Turn fetched rows (numbers and None) into a record batch of ``schema``.
+
+    One C-level conversion to a float64 matrix (None becomes NaN; SQLite never stores NaN,
+    so NaN means NULL), then a typed Arrow column each. Integers stay exact below 2**53,
+    which covers epoch milliseconds and trade counts.
+    """
+    matrix = np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
+    ts = matrix[0].astype(np.int64)
+    arrays = [pa.array(ts), pa.array(ts, type=_TIME)]
+    arrays += [
+        _column(values, f.type) for values, f in zip(matrix[1:], list(schema)[2:], strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _column(values: npt.NDArray[np.float64], kind: Any) -> Any:
+    if pa.types.is_floating(kind):
+        return pa.array(values, type=kind, from_pandas=True)  # NaN -> null
+    missing = np.isnan(values)
+    if pa.types.is_boolean(kind):
+        column: npt.NDArray[Any] = values != 0
+    else:
+        column = np.where(missing, 0, values).astype(np.int64)
+    return pa.array(column, type=kind, mask=missing if missing.any() else None)
+
+
+def _range(
+    sql: str, params: list[object], start: int | None, end: int | None, column: str
+) -> tuple[str, list[object]]:
+    if start is not None:
+        sql += f" AND {column} >= ?"
+        params.append(start)
+    if end is not None:
+        sql += f" AND {column} < ?"
+        params.append(end)
+    return sql, params
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def export_chunks(
+    db: Path, key: SeriesLike, start_ms: int | None, end_ms: int | None, fmt: str
+) -> Iterator[bytes]:
+    """Yield the export file of one series in pieces, on a read-only connection of its own.
+
+    For a download made in a worker thread: the connection is opened, used and closed in
+    the thread that iterates. ``SeriesNotFound`` (an ``ExportError``) comes before any bytes.
+    """
+    kind = _format(fmt)
+    conn = open_store(db, readonly=True)
+    try:
+        batches = export_rows(conn, key.y, key.x, key.timeframe, key.window, start_ms, end_ms)
+        yield from iter_bytes(batches, kind)
+    finally:
+        conn.close()
+
+
+# Writers ------------------------------------------------------------------------------
+
+
+def write_csv(batches: Iterable[Any], out: Path) -> int:
+    """Write the batches to ``out`` as CSV (via ``out.part``, renamed when complete)."""
+    return write_file(batches, out, "csv")
+
+
+def write_parquet(batches: Iterable[Any], out: Path) -> int:
+    """Write the batches to ``out`` as Parquet (via ``out.part``, renamed when complete)."""
+    return write_file(batches, out, "parquet")
+
+
+def write_file(batches: Iterable[Any], out: Path, fmt: Format) -> int:
+    """Write the batches to ``out``; return the rows written.
+
+    The data go to ``out`` + ``.part`` first, which is renamed to ``out`` (replacing it)
+    only once everything is written: a failed or interrupted export removes the part file
+    and leaves ``out`` as it was. Batches are encoded in a worker thread while the caller's
+    thread reads the next ones (pyarrow encodes without the GIL).
+    """
+    part = part_path(out)
+    try:
+        with pa.OSFile(str(part), "wb") as sink:
+            rows = write_stream(batches, sink, fmt, background=True)
+        os.replace(part, out)
+    except BaseException:
+        with contextlib.suppress(OSError):  # e.g. a directory of that name, not ours
+            part.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def part_path(out: Path) -> Path:
+    """Return where ``write_file`` writes before renaming to ``out``."""
+    return out.with_name(out.name + ".part")
+
+
+def write_stream(
+    batches: Iterable[Any], sink: Any, fmt: Format, *, background: bool = False
+) -> int:
+    """Write the batches to a binary file-like ``sink``, batch by batch; return the rows.
+
+    ``sink`` needs ``write`` (and ``tell`` for Parquet); it is left open. With
+    ``background``, one worker thread encodes and writes each batch while this thread
+    iterates ``batches`` (which may keep using a connection of this thread).
+    """
+    it = iter(batches)
+    first = _first(it)
+    rows = 0
+    with _Encoder(sink, first.schema, fmt) as encoder:
+        if not background:
+            for batch in itertools.chain((first,), it):
+                encoder.write(batch)
+                rows += batch.num_rows
+            return rows
+        with ThreadPoolExecutor(1, thread_name_prefix="pairwatch-export") as pool:
+            pending: deque[Future[None]] = deque()
+            for batch in itertools.chain((first,), it):
+                pending.append(pool.submit(encoder.write, batch))
+                rows += batch.num_rows
+                if len(pending) > _AHEAD:
+                    pending.popleft().result()  # raises the worker's error
+            for done in pending:
+                done.result()
+    return rows
+
+
+def iter_bytes(batches: Iterable[Any], fmt: Format) -> Iterator[bytes]:
+    """Yield the encoded file in pieces, one per batch and the end (for a streamed download)."""
+    it = iter(batches)
+    first = _first(it)
+    sink = _Pieces()
+    with _Encoder(sink, first.schema, fmt) as encoder:
+        for batch in itertools.chain((first,), it):
+            encoder.write(batch)
+            if sink.size:
+                yield sink.take()
+    if sink.size:
+        yield sink.take()
+
+
+def _format(fmt: str) -> Format:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _first(batches: Iterator[Any]) -> Any:
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("no record batch to write (export_rows yields at least one)")
+    return first
+
+
+class _Encoder:
+    """Encode record batches of one schema as CSV or Parquet into a binary sink."""
+
+    def __init__(self, sink: Any, schema: Any, fmt: str) -> None:
+        self._csv = _format(fmt) == "csv"
+        if self._csv:
+            # Our own header: pyarrow quotes every name; these never need it.
+            sink.write((",".join(schema.names) + "\n").encode())
+            options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+            self._writer = pa_csv.CSVWriter(sink, _csv_schema(schema), write_options=options)
+        else:
+            # No dictionaries: measured slower and larger on metric columns, nearly all distinct.
+            self._writer = pq.ParquetWriter(
+                sink, schema, compression=PARQUET_COMPRESSION, use_dictionary=False
+            )
+
+    def write(self, batch: Any) -> None:
+        """Encode one batch."""
+        self._writer.write_batch(_csv_batch(batch) if self._csv else batch)
+
+    def __enter__(self) -> _Encoder:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self._writer.close()
+        else:  # the first error is the one to see
+            with contextlib.suppress(Exception):
+                self._writer.close()
+
+
+def _csv_schema(schema: Any) -> Any:
+    """Return the CSV form of an export schema: ``time`` as ISO 8601 text."""
+    return schema.set(schema.get_field_index("time"), pa.field("time", pa.string()))
+
+
+def _csv_batch(batch: Any) -> Any:
+    """Return the batch with ``time`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` text."""
+    index = batch.schema.get_field_index("time")
+    naive = batch.column(index).cast(pa.timestamp("ms"))  # format without a time-zone lookup
+    text = pc.strftime(naive, format="%Y-%m-%dT%H:%M:%SZ")  # %S carries the milliseconds
+    return batch.set_column(index, "time", text)
+
+
+class _Pieces:
+    """A write-only binary sink that keeps what was written until ``take``."""
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._written = 0
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._pieces.append(bytes(data))
+        self._written += len(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+    def take(self) -> bytes:
+        """Return and forget what was written since the last ``take``."""
+        data = b"".join(self._pieces)
+        self._pieces.clear()
+        self.size = 0
+        return data

@@ -1,0 +1,536 @@
+"""The web page: controls, linked charts, a statistics card, alerts, feed health, exports.
+
+One ``Page`` per browser session. Reads go to the SQLite file through a read-only
+connection opened per read in a worker thread; the page shows its frame at once and fills
+in when the read is back, so a slow range never holds the server's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
+
+import pandas as pd
+import panel as pn
+
+from pairwatch.daemon.store import open_store
+from pairwatch.web import data
+from pairwatch.web.charts import ChartOptions, Charts
+from pairwatch.web.data import SeriesKey
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RANGES: Final = {
+    "15 min": 15 * 60_000,
+    "1 h": 3_600_000,
+    "24 h": 86_400_000,
+    "7 d": 7 * 86_400_000,
+    "all": None,
+}
+"""Range presets: how far back from the series' last bar."""
+DEFAULT_RANGE: Final = "24 h"
+FILTERED: Final = ("rule", "target", "timeframe", "kind", "severity", "message")
+"""Alert table columns the filter box searches (case-insensitive substring)."""
+TABLE_ROWS: Final = 200
+"""Most alert rows shown (the newest)."""
+NO_DATA: Final = (
+    "No data yet: pairwatch has not stored any pair analytics. They appear once the "
+    "daemon has closed a bar of both legs of a configured pair (`[[pairs]]` in the settings)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHealth:
+    """The feed-health strip: what the daemon knows in memory."""
+
+    connected: bool
+    lag_ms: float
+    trades_per_s: float
+    gaps: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    """What every session of the page shares."""
+
+    db_path: Path
+    timeframes: Mapping[str, int] = field(default_factory=dict)
+    """Timeframe label → length in ms (live mode polls once per bar)."""
+    health: Callable[[], FeedHealth] | None = None
+    live_interval_s: float | None = None
+    prefix: str = ""
+    """The server's URL prefix (the export links are absolute paths)."""
+    clock: Callable[[], float] = time.time
+
+
+def read(db_path: Path, query: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``query`` on a fresh read-only connection (call from a worker thread)."""
+    conn = open_store(db_path, readonly=True)
+    try:
+        return query(conn)
+    finally:
+        conn.close()
+
+
+def fmt_time(ms: int | None) -> str:
+    if ms is None:
+        return "–"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fmt_value(value: float) -> str:
+    return "–" if value != value else f"{value:.4g}"  # noqa: PLR0124 -- NaN test
+
+
+def stats_html(key: SeriesKey, stats: data.Stats | None) -> str:
+    """Return the statistics card's HTML (every value escaped)."""
+    if stats is None:
+        return "<p class='pw-empty'>No statistics for this series yet.</p>"
+    v = stats.values
+    rows = [
+        ("β (OLS)", fmt_value(v["hedge_ratio"])),
+        ("α", fmt_value(v["intercept"])),
+        ("z-score", fmt_value(v["zscore"])),
+        ("correlation", fmt_value(v["correlation"])),
+        ("half-life (bars)", fmt_value(v["half_life"])),
+        ("β (Kalman)", fmt_value(v["kalman_beta"])),
+        ("ADF statistic", fmt_value(v["adf_stat"])),
+        ("ADF p-value", fmt_value(v["adf_pvalue"])),
+        ("cointegration p-value", fmt_value(v["coint_pvalue"])),
+    ]
+    cells = "".join(
+        f"<tr><th>{html.escape(name)}</th><td class='pw-stat'>{html.escape(value)}</td></tr>"
+        for name, value in rows
+    )
+    return (
+        f"<h3>{html.escape(key.pair)} · {html.escape(key.timeframe)} · window {key.window}</h3>"
+        f"<table class='pw-stats'>{cells}</table>"
+        f"<p>metrics at {html.escape(fmt_time(stats.ts))}; ADF/cointegration at "
+        f"{html.escape(fmt_time(stats.adf_at))}</p>"
+        f"<p class='pw-verdict'><b>{html.escape(data.verdict(stats))}</b></p>"
+    )
+
+
+def health_html(health: FeedHealth | None) -> str:
+    if health is None:
+        return "<span class='pw-health'>feed health: not served by a running daemon</span>"
+    state = "connected" if health.connected else "DISCONNECTED"
+    color = "#2ca02c" if health.connected else "#d62728"
+    return (
+        f"<span class='pw-health' style='color:{color}'>● feed {state}</span> · "
+        f"lag {fmt_value(health.lag_ms)} ms · {health.trades_per_s:.0f} trades/s · "
+        f"{health.gaps} gaps {html.escape(health.detail)}"
+    )
+
+
+def filter_alerts(table: pd.DataFrame, text: str | None) -> pd.DataFrame:
+    """Return the rows of ``table`` with ``text`` in any ``FILTERED`` column (any case)."""
+    needle = (text or "").strip().lower()
+    if not needle or table.empty:
+        return table
+    hit = pd.Series(False, index=table.index)
+    for column in FILTERED:
+        hit |= table[column].astype(str).str.lower().str.contains(needle, regex=False)
+    return table[hit]
+
+
+def alerts_html(table: pd.DataFrame) -> str:
+    """Return the alert table's HTML: newest first, every cell escaped."""
+    if table.empty:
+        return "<p class='pw-empty'>No alerts.</p>"
+    head = "".join(
+        f"<th>{name}</th>"
+        for name in ("time (UTC)", "rule", "target", "tf", "window", "kind", "severity", "value",
+                     "threshold", "message")
+    )  # fmt: skip
+    body = []
+    for row in table.head(TABLE_ROWS).itertuples(index=False):
+        cells = (
+            fmt_time(int(row.at)), row.rule, row.target, row.timeframe or "", row.window or "",
+            row.kind, row.severity, fmt_value(float(row.value)), fmt_value(float(row.threshold)),
+            row.message,
+        )  # fmt: skip
+        body.append(
+            f"<tr class='pw-kind-{html.escape(str(row.kind))}'>"
+            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            + "</tr>"
+        )
+    more = (
+        f"<p>{len(table) - TABLE_ROWS:,} older alerts not shown.</p>"
+        if len(table) > TABLE_ROWS
+        else ""
+    )
+    return f"<table class='pw-alert-table'><tr>{head}</tr>{''.join(body)}</table>{more}"
+
+
+class Page:
+    """One browser session's page."""
+
+    def __init__(self, context: PageContext) -> None:
+        self.context = context
+        self.series: list[SeriesKey] = []
+        self.key: SeriesKey | None = None
+        self.frame: pd.DataFrame | None = None
+        self.charts = Charts()
+        self._live: Any = None
+        self._doc: Any = None
+        self._generation = 0
+        """Counts loads: a read whose controls changed before it returned is dropped."""
+        self._reading = 0
+        self._quiet = False
+        self.pair = pn.widgets.Select(
+            label="Pair (y / x)", css_classes=["pw-pair"], options=[], width=220
+        )
+        self.timeframe = pn.widgets.Select(
+            label="Timeframe", css_classes=["pw-timeframe"], options=[], width=100
+        )
+        self.window = pn.widgets.Select(
+            label="Window", css_classes=["pw-window"], options=[], width=100
+        )
+        self.range = pn.widgets.RadioButtonGroup(
+            label="Range",
+            options=list(RANGES),
+            value=DEFAULT_RANGE,
+            color="default",
+            css_classes=["pw-range"],
+        )
+        self.custom = pn.widgets.DatetimeRangePicker(
+            label="From – to (UTC)", width=320, css_classes=["pw-custom"]
+        )
+        self.kalman = pn.widgets.Checkbox(label="Kalman", value=False, css_classes=["pw-kalman"])
+        self.threshold = pn.widgets.FloatInput(
+            label="|z| threshold", value=2.0, start=0.1, end=20.0, step=0.5, width=100
+        )
+        self.live = pn.widgets.Toggle(
+            label="Live", value=False, color="success", width=80, css_classes=["pw-live"]
+        )
+        self.message = pn.pane.Alert("Loading…", alert_type="info", css_classes=["pw-message"])
+        self.stats = pn.pane.HTML("", css_classes=["pw-stats-card"], width=340)
+        self.health = pn.pane.HTML(health_html(None), css_classes=["pw-health-strip"])
+        self.alerts = pn.pane.HTML(
+            alerts_html(data.load_alerts_empty()),
+            sizing_mode="stretch_width",
+            css_classes=["pw-alerts"],
+        )
+        self.alert_filter = pn.widgets.TextInput(
+            placeholder="filter alerts: rule, pair, kind, severity or text",
+            width=360,
+            css_classes=["pw-alert-filter"],
+        )
+        self.alert_table = data.load_alerts_empty()
+        self.chart_pane = pn.pane.Bokeh(self.charts.layout, sizing_mode="stretch_width")
+        self.downloads = pn.pane.HTML("", css_classes=["pw-downloads"])
+        self.status = pn.pane.HTML("", css_classes=["pw-status"])
+        self.pair.param.watch(self._pair_changed, "value")
+        for widget in (self.timeframe, self.window, self.range):
+            widget.param.watch(self._reload, "value")
+        self.custom.param.watch(self._custom_range, "value")
+        self.kalman.param.watch(self._restyle, "value")
+        self.threshold.param.watch(self._restyle, "value")
+        self.live.param.watch(self._live_changed, "value")
+        self.alert_filter.param.watch(lambda _: self._show_alerts(), "value_input")
+
+    # --- layout ----------------------------------------------------------------------
+
+    def view(self) -> pn.template.BaseTemplate:
+        controls = pn.Column(
+            self.pair,
+            pn.Row(self.timeframe, self.window),
+            self.range,
+            self.custom,
+            pn.Row(self.kalman, self.threshold),
+            self.live,
+            self.downloads,
+            self.stats,
+        )
+        main = pn.Column(
+            self.health,
+            self.status,
+            self.message,
+            self.chart_pane,
+            pn.pane.Markdown("### Recent alerts"),
+            self.alert_filter,
+            self.alerts,
+            sizing_mode="stretch_width",
+        )
+        # Bootstrap: every resource is served by pairwatch itself (the FAST templates load
+        # a font from Google), so the page works offline.
+        template = pn.template.BootstrapTemplate(
+            title="pairwatch", sidebar=[controls], main=[main], sidebar_width=360
+        )
+        self._doc = pn.state.curdoc
+        pn.state.onload(self._start)
+        return template
+
+    # --- loading ---------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        self._refresh_health()
+        if self.context.health is not None:
+            pn.state.add_periodic_callback(self._refresh_health, period=2_000)
+        try:
+            self.series = await asyncio.to_thread(read, self.context.db_path, data.list_series)
+        except Exception as exc:
+            logger.warning("web page: cannot read %s: %s", self.context.db_path, exc)
+            self._say(f"Cannot read the database: {exc}", "danger")
+            return
+        if not self.series:
+            self._say(NO_DATA, "warning")
+            return
+        pairs = sorted({k.pair for k in self.series})
+        self._quiet = True  # one load below, not one per control set here
+        try:
+            self.pair.options = pairs
+            self.pair.value = pairs[0]
+            await self._pair_changed(None)
+        finally:
+            self._quiet = False
+        await self._load()
+
+    async def _pair_changed(self, _: Any) -> None:
+        keys = [k for k in self.series if k.pair == self.pair.value]
+        timeframes = sorted({k.timeframe for k in keys}, key=self._tf_order)
+        quiet, self._quiet = self._quiet, True
+        try:
+            self.timeframe.options = timeframes
+            if self.timeframe.value not in timeframes:
+                self.timeframe.value = timeframes[0]
+            self._windows()
+        finally:
+            self._quiet = quiet
+        if not quiet:
+            await self._load()
+
+    def _windows(self) -> None:
+        windows = sorted(
+            k.window
+            for k in self.series
+            if k.pair == self.pair.value and k.timeframe == self.timeframe.value
+        )
+        self.window.options = windows
+        if self.window.value not in windows and windows:
+            self.window.value = windows[0]
+
+    def _tf_order(self, label: str) -> tuple[int, str]:
+        return (self.context.timeframes.get(label, 0), label)
+
+    def selected(self) -> SeriesKey | None:
+        """Return the series the controls name, if it exists."""
+        if not self.pair.value or "/" not in self.pair.value:
+            return None
+        y, x = self.pair.value.split("/", 1)
+        key = SeriesKey(y, x, self.timeframe.value, self.window.value or 0)
+        return key if key in self.series else None
+
+    async def _reload(self, event: Any) -> None:
+        if event.obj is self.timeframe:
+            self._windows()
+        if self._quiet:
+            return
+        if event.obj is self.range and self.range.value is not None:
+            self.custom.value = None
+        await self._load()
+
+    async def _custom_range(self, _: Any) -> None:
+        if self.custom.value is not None:
+            self.range.value = None
+            await self._load()
+
+    def bounds(self, last_ts: int) -> tuple[int | None, int | None]:
+        """Return the [start, end) of the range the controls name (epoch ms)."""
+        if self.custom.value is not None:
+            start, end = self.custom.value
+            return _ms(start), _ms(end)
+        back = RANGES.get(self.range.value or DEFAULT_RANGE)
+        return (None if back is None else last_ts - back + 1), None
+
+    async def _load(self) -> None:
+        key = self.selected()
+        if key is None:
+            return
+        self._generation += 1
+        mine = self._generation
+        self._reading += 1
+        try:
+            frame, alerts, stats, table, span = await asyncio.to_thread(self._read, key)
+        except Exception as exc:
+            logger.warning("web page: reading %s failed: %s", key, exc)
+            self._say(f"Reading {key.pair} failed: {exc}", "danger")
+            return
+        finally:
+            self._reading -= 1
+        if mine != self._generation:
+            return  # the controls changed meanwhile: a newer read shows its range
+
+        def apply() -> None:
+            self.key, self.frame = key, frame
+            self.stats.object = stats_html(key, stats)
+            self._links(key, *span)
+            self.alert_table = table
+            self._show_alerts()
+            self._draw(frame, alerts)
+            self._show_status()
+
+        self._in_document(apply)
+
+    def _in_document(self, change: Callable[[], None]) -> None:
+        """Run ``change`` holding the session's document lock (Bokeh models are changed
+        directly, which only Panel's own callbacks do under the lock)."""
+        doc = self._doc
+        if doc is None or doc.session_context is None:
+            change()
+        else:
+            doc.add_next_tick_callback(change)
+
+    def _read(
+        self, key: SeriesKey
+    ) -> tuple[
+        pd.DataFrame, pd.DataFrame, data.Stats | None, pd.DataFrame, tuple[int | None, int | None]
+    ]:
+        span: tuple[int | None, int | None] = (0, 0)
+
+        def query(conn: sqlite3.Connection) -> Any:
+            nonlocal span
+            bounds = data.time_bounds(conn, key)
+            if bounds is None:
+                empty = data.load_frame(conn, key, 0, 0)
+                return empty, data.load_alerts(conn, target=key.pair, start=0, end=0), None
+            start, end = span = self.bounds(bounds[1])
+            frame = data.load_frame(conn, key, start, end)
+            alerts = data.load_alerts(conn, target=key.pair, start=start, end=end)
+            alerts = alerts[
+                (alerts["timeframe"] == key.timeframe) & (alerts["window"] == key.window)
+            ]
+            return frame, alerts, data.load_stats(conn, key)
+
+        frame, alerts, stats = read(self.context.db_path, query)
+        table = read(self.context.db_path, lambda c: data.load_alerts(c, limit=1_000))
+        return frame, alerts, stats, table, span
+
+    def _options(self) -> ChartOptions:
+        y, x = (self.key.y, self.key.x) if self.key else ("y", "x")
+        return ChartOptions(
+            y=y, x=x, kalman=bool(self.kalman.value), threshold=float(self.threshold.value or 2)
+        )
+
+    def _draw(self, frame: pd.DataFrame, alerts: pd.DataFrame) -> None:
+        if frame.empty:
+            self._say("No data in this range: pick a longer range or another pair.", "warning")
+        elif frame[["y_close", "x_close"]].isna().all().any():
+            self._say(
+                "The legs have no bars in common in this range: prices and volumes are empty.",
+                "warning",
+            )
+        else:
+            self.message.visible = False
+        self.charts.show(frame, alerts, self._options())
+
+    def _show_alerts(self) -> None:
+        self.alerts.object = alerts_html(
+            filter_alerts(self.alert_table, self.alert_filter.value_input)
+        )
+
+    def _show_status(self) -> None:
+        """Say what is drawn: the series, its bar count and time span (UTC)."""
+        key, frame = self.key, self.frame
+        if key is None or frame is None:
+            return
+        span = ""
+        if len(frame):
+            span = f", {fmt_time(int(frame['ts'].iloc[0]))} – {fmt_time(int(frame['ts'].iloc[-1]))}"
+        self.status.object = (
+            f"<span class='pw-shown' data-rows='{len(frame)}'>{html.escape(key.pair)} · "
+            f"{html.escape(key.timeframe)} · window {key.window}: {len(frame):,} bars"
+            f"{html.escape(span)}</span>"
+        )
+
+    def _restyle(self, _: Any) -> None:
+        self._in_document(lambda: self.charts.restyle(self._options()))
+
+    def _say(self, text: str, kind: Any) -> None:
+        self.message.object = text
+        self.message.alert_type = kind
+        self.message.visible = True
+
+    # --- live mode -------------------------------------------------------------------
+
+    def _live_changed(self, _: Any) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if self.live.value:
+            period = self.context.live_interval_s
+            if period is None:
+                period = self.context.timeframes.get(self.timeframe.value, 1_000) / 1000
+            self._live = pn.state.add_periodic_callback(
+                self._follow,  # type: ignore[arg-type]  # Panel awaits a coroutine function
+                period=int(period * 1000),
+            )
+
+    async def _follow(self) -> None:
+        """Append the bars stored since the last shown one (at most once per bar)."""
+        key, frame = self.key, self.frame
+        if key is None or frame is None or self._reading:
+            return
+        after = int(frame["ts"].iloc[-1]) + 1 if len(frame) else None
+        new = await asyncio.to_thread(
+            read, self.context.db_path, lambda c: data.load_frame(c, key, after, None)
+        )
+        if new.empty:
+            return
+
+        def apply() -> None:
+            if key != self.key or self.frame is not frame:
+                return  # another series or range was loaded meanwhile
+            self.charts.append(new)
+            self.frame = self.charts.frame
+            self.message.visible = False
+            self._show_status()
+
+        self._in_document(apply)
+
+    def _refresh_health(self) -> None:
+        probe = self.context.health
+        self.health.object = health_html(None if probe is None else probe())
+
+    # --- exports ---------------------------------------------------------------------
+
+    def _links(self, key: SeriesKey, start: int | None, end: int | None) -> None:
+        """Point the download links at the export route for the shown range."""
+        query: dict[str, Any] = {
+            "y": key.y, "x": key.x, "timeframe": key.timeframe, "window": key.window,
+        }  # fmt: skip
+        if start is not None:
+            query["from"] = start
+        if end is not None:
+            query["to"] = end
+        links = []
+        for kind, label in (("csv", "CSV"), ("parquet", "Parquet")):
+            href = f"{self.context.prefix}/export?{urlencode({**query, 'format': kind})}"
+            name = f"{key.y}-{key.x}-{key.timeframe}-w{key.window}.{kind}"
+            links.append(
+                f"<a class='pw-download pw-{kind}' href='{html.escape(href)}' "
+                f"download='{html.escape(name)}'>⬇ {label}</a>"
+            )
+        self.downloads.object = "Export the range: " + " · ".join(links)
+
+
+def _ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    moment = pd.Timestamp(value)
+    if moment.tzinfo is None:
+        moment = moment.tz_localize("UTC")
+    return int(moment.timestamp() * 1000)
