@@ -149,6 +149,17 @@ def test_parquet_export_equals_the_database_rows(db: Path, tmp_path: Path) -> No
     assert not (tmp_path / "all.parquet.part").exists()
 
 
+def test_without_the_fast_reader_the_export_is_the_same(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python's sqlite3 (the fallback when libsqlite3 cannot be loaded) gives the same file.
+    monkeypatch.setattr(export.fastread, "available", lambda: False)
+    out = tmp_path / "slow.parquet"
+    assert run("--db", db, "--pair", "ethusdt/btcusdt", "--timeframe", "1s", "--window", 30,
+               "--format", "parquet", "--out", out) == 0  # fmt: skip
+    assert_equals_oracle(read_parquet(out), oracle(db, "1s", 30))
+
+
 def test_csv_export_equals_the_database_rows_with_iso_utc_times(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "all.csv"
     assert run("--db", db, "--pair", "ETHUSDT/BTCUSDT", "--timeframe", "1m", "--window", 120,
