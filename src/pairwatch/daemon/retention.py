@@ -60,11 +60,19 @@ def first_series_sql(table: str) -> str:
 
 
 def next_series_sql(table: str) -> str:
-    """Return the query of the series key after a given one (one primary-key seek)."""
+    """Return the query of the series key after a given one (one primary-key seek).
+
+    The comparison names the whole primary key, ts last and past any ts: compared on the
+    series columns alone, SQLite stepped through every row of the given series (0.2 s per
+    million rows), not one seek.
+    """
     names = SERIES_KEYS[table]
     key = ", ".join(names)
     marks = ", ".join("?" * len(names))
-    return f"SELECT {key} FROM {table} WHERE ({key}) > ({marks}) ORDER BY {key} LIMIT 1"  # noqa: S608
+    return (
+        f"SELECT {key} FROM {table} WHERE ({key}, ts) > ({marks}, {2**63 - 1}) "  # noqa: S608
+        f"ORDER BY {key}, ts LIMIT 1"
+    )
 
 
 def purge_series_sql(table: str) -> str:

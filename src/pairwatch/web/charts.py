@@ -70,15 +70,6 @@ def _column(name: str) -> Callable[[pd.DataFrame, ChartOptions], Floats]:
     return get
 
 
-def normalised(close: Floats) -> Floats:
-    """Return ``close`` divided by its first finite value (unchanged when there is none)."""
-    finite = close[np.isfinite(close)]
-    if finite.size == 0 or finite[0] == 0:
-        return close
-    scaled: Floats = close / finite[0]
-    return scaled
-
-
 def _spread(frame: pd.DataFrame, o: ChartOptions) -> Floats:
     return _column("kalman_spread" if o.kalman else "spread")(frame, o)
 
@@ -103,8 +94,8 @@ def lines(options: ChartOptions) -> list[Line]:
     """Return every line the charts draw, in a fixed order (options change labels and
     values, never the set of lines: renderers are made once, see ``Charts``)."""
     return [
-        Line("prices", options.y, COLORS["y"], lambda f, _: normalised(_column("y_close")(f, _))),
-        Line("prices", options.x, COLORS["x"], lambda f, _: normalised(_column("x_close")(f, _))),
+        Line("prices", options.y, COLORS["y"], _column("y_close")),
+        Line("prices", options.x, COLORS["x"], _column("x_close")),
         Line("spread", "spread", COLORS["y"], _spread),
         Line("spread", "mean", COLORS["band"], _band(0.0), dash="dashed"),
         Line("spread", f"+{options.threshold:g}σ", COLORS["band"], _band(1.0), dash="dotted"),
@@ -148,6 +139,93 @@ def breaches(ts: Ints, z: Floats, k: float) -> tuple[Ints, Ints]:
     return ts[first], ts[after]
 
 
+@dataclass(frozen=True, slots=True)
+class Drawing:
+    """What the charts send for one frame, options and visible range."""
+
+    options: ChartOptions
+    visible: tuple[float, float] | None
+    lines: list[tuple[Ints, Floats]]
+    """Per line of ``lines(options)``: its downsampled (ts, value) points."""
+    breaches: tuple[Ints, Ints]
+    markers: dict[str, Any]
+    scale: dict[str, float]
+    """Each price line's divisor (its first close in the range), for streamed bars."""
+
+
+def drawing(
+    frame: pd.DataFrame,
+    alerts: pd.DataFrame,
+    options: ChartOptions,
+    visible: tuple[float, float] | None,
+    *,
+    lines_too: bool = True,
+) -> Drawing:
+    """Compute what the charts send (pure numpy: runs in a worker thread)."""
+    ts = frame["ts"].to_numpy(dtype=np.int64)
+    window = slice(None)
+    if visible is not None and len(ts):
+        lo, hi = visible
+        margin = (hi - lo) * 0.1
+        i, j = np.searchsorted(ts, [lo - margin, hi + margin])
+        window = slice(max(int(i) - 1, 0), min(int(j) + 1, len(ts)))
+    drawn: list[tuple[Ints, Floats]] = []
+    scale: dict[str, float] = {}
+    for line in lines(options):
+        if line.figure == "prices":
+            close = line.values(frame, options)
+            scale[line.label] = first_finite(close)
+            values = close / scale[line.label]
+        else:
+            values = line.values(frame, options)
+        if lines_too:
+            drawn.append(downsample(ts[window], np.asarray(values[window], dtype=np.float64)))
+    z = _z(frame, options) if len(frame) else np.empty(0)
+    return Drawing(
+        options=options,
+        visible=visible,
+        lines=drawn,
+        breaches=merge_spans(*breaches(ts, z, options.threshold), span_of(ts)),
+        markers=markers(alerts),
+        scale=scale,
+    )
+
+
+def first_finite(values: Floats) -> float:
+    """Return the first finite non-zero value (1.0 when there is none)."""
+    finite = values[np.isfinite(values) & (values != 0)]
+    return float(finite[0]) if finite.size else 1.0
+
+
+def span_of(ts: Ints) -> float:
+    return float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
+
+
+def merge_spans(x0: Ints, x1: Ints, span: float, most: int = POINTS) -> tuple[Ints, Ints]:
+    """Merge breach spans closer than ``span / most`` (at most ~``most`` shaded strips)."""
+    if len(x0) <= most or span <= 0:
+        return x0, x1
+    gap = span / most
+    keep = np.concatenate(([True], (x0[1:] - x1[:-1]) > gap))
+    starts = x0[keep]
+    ends = x1[np.concatenate((np.flatnonzero(keep)[1:] - 1, [len(x1) - 1]))]
+    return starts, ends
+
+
+def markers(alerts: pd.DataFrame) -> dict[str, Any]:
+    """Return the alert markers' columns (time, z value, kind, rule, message, colour)."""
+    if alerts.empty:
+        return {"time": [], "value": [], "kind": [], "rule": [], "message": [], "color": []}
+    return {
+        "time": alerts["at"].to_numpy(dtype=np.int64),
+        "value": alerts["value"].to_numpy(dtype=np.float64),
+        "kind": alerts["kind"].astype(str).to_list(),
+        "rule": alerts["rule"].astype(str).to_list(),
+        "message": alerts["message"].astype(str).to_list(),
+        "color": [ALERT_COLORS.get(str(kind), "#9467bd") for kind in alerts["kind"]],
+    }
+
+
 class Charts:
     """The linked figures of one page session; ``show`` a frame, ``zoom``, ``append``."""
 
@@ -157,6 +235,9 @@ class Charts:
         self.frame = pd.DataFrame()
         self.alerts = pd.DataFrame()
         self.visible: tuple[float, float] | None = None
+        self.on_zoom: Callable[[float, float], None] | None = None
+        """Called with the visible range when a zoom or pan ends (the page recomputes)."""
+        self._scale: dict[str, float] = {}
         self.x_range = Range1d(start=0, end=1)
         self.figures: dict[str, Any] = {}
         for name in FIGURES:
@@ -259,32 +340,40 @@ class Charts:
                 if item is not None:
                     item.visible = self.options.kalman
 
-    def show(
-        self, frame: pd.DataFrame, alerts: pd.DataFrame, options: ChartOptions | None = None
-    ) -> None:
-        """Show a new frame (``data.load_frame``) and alert markers, over its whole range."""
-        if options is not None and options != self.options:
-            self.options = options
+    # --- what is sent: computed off the loop (``compute``), applied on it (``apply``) ---
+
+    def compute(
+        self,
+        frame: pd.DataFrame,
+        alerts: pd.DataFrame,
+        options: ChartOptions,
+        visible: tuple[float, float] | None = None,
+    ) -> Drawing:
+        """Return what the charts send for ``frame`` (pure: call it from a worker thread)."""
+        return drawing(frame, alerts, options, visible)
+
+    def apply(self, frame: pd.DataFrame, alerts: pd.DataFrame, drawn: Drawing) -> None:
+        """Show ``drawn`` (made by ``compute`` for ``frame``); on the loop, under the lock."""
+        if drawn.options != self.options:
+            self.options = drawn.options
             self._relabel()
-        self.frame = frame
-        self.alerts = alerts
+        self.frame, self.alerts, self.visible = frame, alerts, drawn.visible
         self.ts = frame["ts"].to_numpy(dtype=np.int64)
-        self.visible = None
-        if len(self.ts):
+        self._scale = drawn.scale
+        if drawn.visible is None and len(self.ts):
             lo, hi = float(self.ts[0]), float(self.ts[-1])
             if lo == hi:
                 lo, hi = lo - 500, hi + 500
             self.x_range.update(start=lo, end=hi, bounds=None)
-        self._fill()
+        for source, (t, v) in zip(self._sources, drawn.lines, strict=True):
+            source.data = {"t": t, "v": v}
+        self._annotate(drawn)
 
-    def restyle(self, options: ChartOptions) -> None:
-        """Apply new options (threshold, Kalman) to the frame shown."""
-        self.show(self.frame, self.alerts, options)
-
-    def zoom(self, start: float, end: float) -> None:
-        """Send the lines' points for the visible range ``[start, end]`` (epoch ms)."""
-        self.visible = (start, end)
-        self._fill()
+    def show(
+        self, frame: pd.DataFrame, alerts: pd.DataFrame, options: ChartOptions | None = None
+    ) -> None:
+        """Compute and apply at once (small frames, tests)."""
+        self.apply(frame, alerts, self.compute(frame, alerts, options or self.options))
 
     def append(self, new: pd.DataFrame) -> None:
         """Add bars after the shown ones: streamed onto the sources (nothing redrawn)."""
@@ -297,11 +386,9 @@ class Charts:
         ts = new["ts"].to_numpy(dtype=np.int64)
         self.ts = np.concatenate([self.ts, ts])
         for line, source in zip(self._lines, self._sources, strict=True):
+            values = line.values(new, self.options)
             if line.figure == "prices":
-                # Normalised by the range's first close: recompute on the whole frame.
-                values = line.values(self.frame, self.options)[-len(ts) :]
-            else:
-                values = line.values(new, self.options)
+                values = values / self._scale.get(line.label, 1.0)
             keep = np.isfinite(values)
             source.stream({"t": ts[keep], "v": values[keep]})
         start, end = float(self.x_range.start), float(self.x_range.end)  # type: ignore[arg-type]
@@ -309,51 +396,18 @@ class Charts:
             # Following the latest bars: keep the window's width, move it forward.
             width = end - start
             self.x_range.update(start=float(self.ts[-1]) - width, end=float(self.ts[-1]))
-        self._fill_annotations()
+        self._annotate(drawing(self.frame, self.alerts, self.options, None, lines_too=False))
 
-    def _fill(self) -> None:
-        ts = self.ts
-        if self.visible is not None and len(ts):
-            lo, hi = self.visible
-            margin = (hi - lo) * 0.1
-            i, j = np.searchsorted(ts, [lo - margin, hi + margin])
-            window = slice(max(i - 1, 0), min(j + 1, len(ts)))
-        else:
-            window = slice(None)
-        part = self.frame.iloc[window] if len(self.frame) else self.frame
-        part_ts = ts[window]
-        for line, source in zip(self._lines, self._sources, strict=True):
-            values = line.values(self.frame, self.options)[window] if line.figure == "prices" \
-                else (line.values(part, self.options) if len(part) else np.empty(0))  # fmt: skip
-            t, v = downsample(part_ts, np.asarray(values, dtype=np.float64))
-            source.data = {"t": t, "v": v}
-        self._fill_annotations()
-
-    def _fill_annotations(self) -> None:
+    def _annotate(self, drawn: Drawing) -> None:
         k = self.options.threshold
         self._thresholds[0].location = k
         self._thresholds[1].location = -k
-        if len(self.frame):
-            x0, x1 = breaches(self.ts, _z(self.frame, self.options), k)
-        else:
-            x0 = x1 = np.empty(0, dtype=np.int64)
-        self._breaches.data = {"x0": x0, "x1": x1}
-        a = self.alerts
-        if a.empty:
-            self._markers.data = {key: [] for key in self._markers.data}
-        else:
-            self._markers.data = {
-                "time": a["at"].to_numpy(dtype=np.int64),
-                "value": a["value"].to_numpy(dtype=np.float64),
-                "kind": a["kind"].astype(str).to_list(),
-                "rule": a["rule"].astype(str).to_list(),
-                "message": a["message"].astype(str).to_list(),
-                "color": [ALERT_COLORS.get(str(kind), "#9467bd") for kind in a["kind"]],
-            }
+        self._breaches.data = {"x0": drawn.breaches[0], "x1": drawn.breaches[1]}
+        self._markers.data = drawn.markers
 
     def _ranges_updated(self, event: RangesUpdate) -> None:
-        if event.x0 is not None and event.x1 is not None:
-            self.zoom(float(event.x0), float(event.x1))
+        if event.x0 is not None and event.x1 is not None and self.on_zoom is not None:
+            self.on_zoom(float(event.x0), float(event.x1))
 
     def point_counts(self) -> dict[str, int]:
         """Points sent per line (label → count), for tests and benchmarks."""

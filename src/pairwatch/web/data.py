@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+
+from pairwatch.daemon.retention import first_series_sql, next_series_sql
+from pairwatch.web import fastread
 
 CHART_METRICS: Final = (
     "hedge_ratio",
@@ -72,19 +78,13 @@ class Stats:
 
 
 def list_series(conn: sqlite3.Connection) -> list[SeriesKey]:
-    """Return every series ``analytics`` holds, one index seek per series."""
+    """Return every series ``analytics`` holds, one primary-key seek per series."""
     found: list[SeriesKey] = []
-    row = conn.execute(
-        "SELECT y, x, timeframe, window FROM analytics ORDER BY y, x, timeframe, window LIMIT 1"
-    ).fetchone()
+    row = conn.execute(first_series_sql("analytics")).fetchone()
+    after = next_series_sql("analytics")
     while row is not None:
         found.append(SeriesKey(row[0], row[1], row[2], int(row[3])))
-        row = conn.execute(
-            "SELECT y, x, timeframe, window FROM analytics "
-            "WHERE (y, x, timeframe, window) > (?, ?, ?, ?) "
-            "ORDER BY y, x, timeframe, window LIMIT 1",
-            tuple(row),
-        ).fetchone()
+        row = conn.execute(after, tuple(row)).fetchone()
     return found
 
 
@@ -106,7 +106,7 @@ def time_bounds(conn: sqlite3.Connection, key: SeriesKey) -> tuple[int, int] | N
 
 
 def load_frame(
-    conn: sqlite3.Connection,
+    db_path: Path,
     key: SeriesKey,
     start: int | None = None,
     end: int | None = None,
@@ -116,30 +116,68 @@ def load_frame(
     One row per analytics snapshot, in time order: ``ts``, ``time`` (naive UTC), the
     ``CHART_METRICS`` and both legs' ``close`` and ``volume`` (``y_``/``x_``, NaN where a
     leg has no bar at that time). Empty (with every column) when the range holds nothing.
+    Read at C speed (``fastread``): the analytics rows, then each leg's bars over their
+    span, aligned on ts.
     """
-    metrics = ", ".join(f"a.{name}" for name in CHART_METRICS)
-    legs = ", ".join(f"{leg}.{col} AS {leg}_{col}" for leg in ("y", "x") for col in LEG_COLUMNS)
-    sql = (
-        f"SELECT a.ts, {metrics}, {legs} FROM analytics a "  # noqa: S608 -- constant columns
-        "LEFT JOIN bars y ON y.symbol = a.y AND y.timeframe = a.timeframe AND y.ts = a.ts "
-        "LEFT JOIN bars x ON x.symbol = a.x AND x.timeframe = a.timeframe AND x.ts = a.ts "
-        "WHERE a.y = ? AND a.x = ? AND a.timeframe = ? AND a.window = ? "
-        "AND a.ts >= ? AND a.ts < ? ORDER BY a.ts"
-    )
     lo = -(2**63) if start is None else start
     hi = 2**63 - 1 if end is None else end
-    rows = conn.execute(sql, (key.y, key.x, key.timeframe, key.window, lo, hi)).fetchall()
-    columns = ["ts", *CHART_METRICS, *(f"{leg}_{col}" for leg in ("y", "x") for col in LEG_COLUMNS)]
-    if rows:
-        # None (NULL) becomes NaN through the float dtype.
-        values = np.array(rows, dtype=np.float64)
-        frame = pd.DataFrame(values, columns=columns)
-        frame["ts"] = values[:, 0].astype(np.int64)
-    else:
-        frame = pd.DataFrame({name: pd.Series(dtype=np.float64) for name in columns})
-        frame["ts"] = frame["ts"].astype(np.int64)
-    frame.insert(1, "time", utc_times(frame["ts"].to_numpy()))
+    metrics = ", ".join(CHART_METRICS)
+    # Each leg's bars over the same range, read in two threads while this one reads the
+    # analytics rows (the C reads release the GIL), then aligned on the rows' ts.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="page-legs") as pool:
+        legs = [
+            pool.submit(_bars, db_path, symbol, key.timeframe, lo, hi) for symbol in (key.y, key.x)
+        ]
+        values = _matrix(
+            db_path,
+            f"SELECT ts, {metrics} FROM analytics "  # noqa: S608 -- constant columns
+            "WHERE y = ? AND x = ? AND timeframe = ? AND window = ? AND ts >= ? AND ts < ? "
+            "ORDER BY ts",
+            [key.y, key.x, key.timeframe, key.window, lo, hi],
+            1 + len(CHART_METRICS),
+        )
+        ts = values[:, 0].astype(np.int64)
+        frame = pd.DataFrame(values[:, 1:], columns=list(CHART_METRICS))
+        frame.insert(0, "ts", ts)
+        for leg, bars in zip(("y", "x"), legs, strict=True):
+            aligned = _align(ts, bars.result())
+            for n, column in enumerate(LEG_COLUMNS):
+                frame[f"{leg}_{column}"] = aligned[:, n]
+    frame.insert(1, "time", utc_times(ts))
     return frame
+
+
+def _matrix(db_path: Path, sql: str, params: list[fastread.Param], columns: int) -> Any:
+    reader = fastread.open_reader(db_path)
+    try:
+        blocks = list(reader.matrices(sql, params, columns, _CHUNK))
+    finally:
+        reader.close()
+    return np.concatenate(blocks) if blocks else np.empty((0, columns))
+
+
+def _bars(db_path: Path, symbol: str, timeframe: str, lo: int, hi: int) -> Any:
+    return _matrix(
+        db_path,
+        f"SELECT ts, {', '.join(LEG_COLUMNS)} FROM bars "  # noqa: S608 -- constant
+        "WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? ORDER BY ts",
+        [symbol, timeframe, lo, hi],
+        1 + len(LEG_COLUMNS),
+    )
+
+
+def _align(ts: npt.NDArray[np.int64], bars: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Return the bars' columns at each of ``ts`` (NaN where there is no bar)."""
+    out = np.full((len(ts), len(LEG_COLUMNS)), np.nan)
+    if len(ts) and len(bars):
+        at = bars[:, 0].astype(np.int64)
+        index = np.minimum(np.searchsorted(at, ts), len(at) - 1)
+        hit = at[index] == ts
+        out[hit] = bars[index[hit], 1:]
+    return out
+
+
+_CHUNK: Final = 262_144
 
 
 def load_stats(conn: sqlite3.Connection, key: SeriesKey) -> Stats | None:

@@ -44,6 +44,10 @@ FILTERED: Final = ("rule", "target", "timeframe", "kind", "severity", "message")
 """Alert table columns the filter box searches (case-insensitive substring)."""
 TABLE_ROWS: Final = 200
 """Most alert rows shown (the newest)."""
+HEADER_CSS: Final = """
+.pw-header { background: #0072b5; color: white; font: 600 22px system-ui, sans-serif;
+             padding: 10px 18px; }
+"""
 NO_DATA: Final = (
     "No data yet: pairwatch has not stored any pair analytics. They appear once the "
     "daemon has closed a bar of both legs of a configured pair (`[[pairs]]` in the settings)."
@@ -135,6 +139,20 @@ def health_html(health: FeedHealth | None) -> str:
     )
 
 
+def url_choices(args: Mapping[str, Any] | None) -> dict[str, str]:
+    """Return the page's choices from its URL query (``?pair=ETHUSDT/BTCUSDT&timeframe=1m
+    &window=30&range=7 d``): a link opens the page on that series and range."""
+    out: dict[str, str] = {}
+    for name in ("pair", "timeframe", "window", "range"):
+        values = (args or {}).get(name) or []
+        if values:
+            raw = values[0]
+            out[name] = (
+                raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            ).strip()
+    return out
+
+
 def filter_alerts(table: pd.DataFrame, text: str | None) -> pd.DataFrame:
     """Return the rows of ``table`` with ``text`` in any ``FILTERED`` column (any case)."""
     needle = (text or "").strip().lower()
@@ -189,6 +207,9 @@ class Page:
         self._generation = 0
         """Counts loads: a read whose controls changed before it returned is dropped."""
         self._reading = 0
+        self._redraws = 0
+        self._requested: tuple[Any, ...] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._quiet = False
         self.pair = pn.widgets.Select(
             label="Pair (y / x)", css_classes=["pw-pair"], options=[], width=220
@@ -231,6 +252,7 @@ class Page:
         )
         self.alert_table = data.load_alerts_empty()
         self.chart_pane = pn.pane.Bokeh(self.charts.layout, sizing_mode="stretch_width")
+        self.charts.on_zoom = self._zoomed
         self.downloads = pn.pane.HTML("", css_classes=["pw-downloads"])
         self.status = pn.pane.HTML("", css_classes=["pw-status"])
         self.pair.param.watch(self._pair_changed, "value")
@@ -244,7 +266,7 @@ class Page:
 
     # --- layout ----------------------------------------------------------------------
 
-    def view(self) -> pn.template.BaseTemplate:
+    def view(self) -> pn.viewable.Viewable:
         controls = pn.Column(
             self.pair,
             pn.Row(self.timeframe, self.window),
@@ -254,6 +276,7 @@ class Page:
             self.live,
             self.downloads,
             self.stats,
+            width=360,
         )
         main = pn.Column(
             self.health,
@@ -265,14 +288,21 @@ class Page:
             self.alerts,
             sizing_mode="stretch_width",
         )
-        # Bootstrap: every resource is served by pairwatch itself (the FAST templates load
-        # a font from Google), so the page works offline.
-        template = pn.template.BootstrapTemplate(
-            title="pairwatch", sidebar=[controls], main=[main], sidebar_width=360
+        # A plain layout, not a Panel template: a template took ~0.5 s to build per
+        # session (on the loop), and every resource here is served by pairwatch itself.
+        header = pn.pane.HTML(
+            "<div class='pw-header'>pairwatch</div>",
+            sizing_mode="stretch_width",
+            stylesheets=[HEADER_CSS],
+        )
+        page = pn.Column(
+            header,
+            pn.Row(controls, main, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
         )
         self._doc = pn.state.curdoc
         pn.state.onload(self._start)
-        return template
+        return page
 
     # --- loading ---------------------------------------------------------------------
 
@@ -290,11 +320,20 @@ class Page:
             self._say(NO_DATA, "warning")
             return
         pairs = sorted({k.pair for k in self.series})
+        wanted = url_choices(pn.state.session_args)
         self._quiet = True  # one load below, not one per control set here
         try:
             self.pair.options = pairs
-            self.pair.value = pairs[0]
+            choice = wanted.get("pair", "").upper()
+            self.pair.value = choice if choice in pairs else pairs[0]
             await self._pair_changed(None)
+            if wanted.get("timeframe") in self.timeframe.options:
+                self.timeframe.value = wanted["timeframe"]
+                self._windows()
+            if wanted.get("window", "").isdigit() and int(wanted["window"]) in self.window.options:
+                self.window.value = int(wanted["window"])
+            if wanted.get("range") in RANGES:
+                self.range.value = wanted["range"]
         finally:
             self._quiet = False
         await self._load()
@@ -360,12 +399,20 @@ class Page:
         key = self.selected()
         if key is None:
             return
+        # Setting several controls fires one (asynchronous) event each: load once per choice.
+        wanted = (key, self.range.value, self.custom.value)
+        if wanted == self._requested:
+            return
+        self._requested = wanted
         self._generation += 1
         mine = self._generation
         self._reading += 1
+        options = self._options(key)
         try:
             frame, alerts, stats, table, span = await asyncio.to_thread(self._read, key)
+            drawn = await asyncio.to_thread(self.charts.compute, frame, alerts, options)
         except Exception as exc:
+            self._requested = None  # the same choice may be tried again
             logger.warning("web page: reading %s failed: %s", key, exc)
             self._say(f"Reading {key.pair} failed: {exc}", "danger")
             return
@@ -380,10 +427,36 @@ class Page:
             self._links(key, *span)
             self.alert_table = table
             self._show_alerts()
-            self._draw(frame, alerts)
+            self._draw(frame, alerts, drawn)
             self._show_status()
 
         self._in_document(apply)
+
+    async def _redraw(self, visible: tuple[float, float] | None, *, keep: bool = False) -> None:
+        """Recompute the charts of the shown frame (new options or visible range) in a
+        worker thread and apply them, unless a load or another redraw came meanwhile."""
+        frame, key = self.frame, self.key
+        if frame is None or key is None:
+            return
+        self._redraws += 1
+        mine, generation = self._redraws, self._generation
+        options = self._options(key)
+        alerts = self.charts.alerts
+        drawn = await asyncio.to_thread(self.charts.compute, frame, alerts, options, visible)
+        if mine != self._redraws or generation != self._generation:
+            return
+
+        def apply() -> None:
+            if self.frame is frame:
+                self.charts.apply(frame, alerts, drawn)
+
+        self._in_document(apply)
+
+    def _zoomed(self, start: float, end: float) -> None:
+        """A zoom or pan ended (Bokeh event, on the loop): send that range's points."""
+        task = asyncio.get_running_loop().create_task(self._redraw((start, end)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _in_document(self, change: Callable[[], None]) -> None:
         """Run ``change`` holding the session's document lock (Bokeh models are changed
@@ -405,10 +478,10 @@ class Page:
             nonlocal span
             bounds = data.time_bounds(conn, key)
             if bounds is None:
-                empty = data.load_frame(conn, key, 0, 0)
+                empty = data.load_frame(self.context.db_path, key, 0, 0)
                 return empty, data.load_alerts(conn, target=key.pair, start=0, end=0), None
             start, end = span = self.bounds(bounds[1])
-            frame = data.load_frame(conn, key, start, end)
+            frame = data.load_frame(self.context.db_path, key, start, end)
             alerts = data.load_alerts(conn, target=key.pair, start=start, end=end)
             alerts = alerts[
                 (alerts["timeframe"] == key.timeframe) & (alerts["window"] == key.window)
@@ -419,13 +492,15 @@ class Page:
         table = read(self.context.db_path, lambda c: data.load_alerts(c, limit=1_000))
         return frame, alerts, stats, table, span
 
-    def _options(self) -> ChartOptions:
-        y, x = (self.key.y, self.key.x) if self.key else ("y", "x")
+    def _options(self, key: SeriesKey) -> ChartOptions:
         return ChartOptions(
-            y=y, x=x, kalman=bool(self.kalman.value), threshold=float(self.threshold.value or 2)
+            y=key.y,
+            x=key.x,
+            kalman=bool(self.kalman.value),
+            threshold=float(self.threshold.value or 2),
         )
 
-    def _draw(self, frame: pd.DataFrame, alerts: pd.DataFrame) -> None:
+    def _draw(self, frame: pd.DataFrame, alerts: pd.DataFrame, drawn: Any) -> None:
         if frame.empty:
             self._say("No data in this range: pick a longer range or another pair.", "warning")
         elif frame[["y_close", "x_close"]].isna().all().any():
@@ -435,7 +510,7 @@ class Page:
             )
         else:
             self.message.visible = False
-        self.charts.show(frame, alerts, self._options())
+        self.charts.apply(frame, alerts, drawn)
 
     def _show_alerts(self) -> None:
         self.alerts.object = alerts_html(
@@ -456,8 +531,8 @@ class Page:
             f"{html.escape(span)}</span>"
         )
 
-    def _restyle(self, _: Any) -> None:
-        self._in_document(lambda: self.charts.restyle(self._options()))
+    async def _restyle(self, _: Any) -> None:
+        await self._redraw(self.charts.visible)
 
     def _say(self, text: str, kind: Any) -> None:
         self.message.object = text
@@ -485,9 +560,7 @@ class Page:
         if key is None or frame is None or self._reading:
             return
         after = int(frame["ts"].iloc[-1]) + 1 if len(frame) else None
-        new = await asyncio.to_thread(
-            read, self.context.db_path, lambda c: data.load_frame(c, key, after, None)
-        )
+        new = await asyncio.to_thread(data.load_frame, self.context.db_path, key, after, None)
         if new.empty:
             return
 

@@ -1,18 +1,21 @@
-"""Serve the web page, /export, /healthz and /metrics from the daemon's own event loop.
+"""Serve the web page, /export, /healthz and /metrics, started and stopped by the daemon.
 
-Panel's Bokeh/Tornado server is made with ``start=False`` on the running loop, started
-here and stopped at shutdown. Page sessions read SQLite in worker threads; Panel's own
-event handling gets a small thread pool (``nthreads``), so building a session's plots
-does not run on the loop that ingests trades.
+Panel's Bokeh/Tornado server is made with ``start=False`` and run on an event loop of its
+own, in a thread the daemon starts and stops — not on the loop that ingests trades: Bokeh
+builds and serialises each session's document (~1,000 models for six charts) in ~0.5 s of
+Python on its loop, which on the daemon's loop stalled ingest by 0.4–0.8 s per page load
+(benchmarks/web.py). In a thread, the daemon's loop waits at most a GIL switch interval.
+Page sessions read SQLite in worker threads (``fastread``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
-import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -73,7 +76,9 @@ async def serve_web(
 ) -> AsyncIterator[WebServer]:
     """Serve the page until the context exits; yield where it listens.
 
-    Raises ``PairwatchError`` when the address cannot be bound (in use, not local).
+    The server runs on an event loop of its own, in a thread this context starts and
+    stops (see the module's docstring). Raises ``PairwatchError`` when the address cannot
+    be bound (in use, not local).
     """
     import panel as pn
 
@@ -102,31 +107,26 @@ async def serve_web(
         *(extra_patterns or []),
     ]
     cookie = web.cookie_secret.get_secret_value() if web.cookie_secret else None
-    # pn.serve replaces the SIGINT handler with one that stops the loop outright: keep the
-    # daemon's (its graceful stop) in place.
-    sigint = signal.getsignal(signal.SIGINT)
+    options: dict[str, Any] = {
+        "port": port,
+        "address": web.host,
+        "websocket_origin": origins(web, port),
+        "prefix": web.prefix,
+        "basic_auth": web.password.get_secret_value() if web.password else None,
+        "cookie_secret": cookie or secrets.token_urlsafe(32),
+        "start": False,
+        "show": False,
+        "title": "pairwatch",
+        "extra_patterns": patterns,
+        "check_unused_sessions": 10_000,
+        "unused_session_lifetime": 60_000,
+    }
+    thread = _ServerThread({"/": page}, options)
+    started = time.monotonic()
     try:
-        server = pn.serve(
-            {"/": page},
-            port=port,
-            address=web.host,
-            websocket_origin=origins(web, port),
-            prefix=web.prefix,
-            basic_auth=web.password.get_secret_value() if web.password else None,
-            cookie_secret=cookie or secrets.token_urlsafe(32),
-            start=False,
-            show=False,
-            title="pairwatch",
-            extra_patterns=patterns,
-            check_unused_sessions=10_000,
-            unused_session_lifetime=60_000,
-        )
+        await asyncio.to_thread(thread.start_and_wait)
     except OSError as exc:
         raise PairwatchError(f"web: cannot listen on {web.host}:{port}: {exc.strerror}") from exc
-    finally:
-        signal.signal(signal.SIGINT, sigint)
-    started = time.monotonic()
-    server.start()
     where = WebServer(web.host, port, web.prefix)
     logger.info(
         "web page at %s (%s; /healthz, /metrics) in %.0f ms",
@@ -137,5 +137,62 @@ async def serve_web(
     try:
         yield where
     finally:
-        server.stop()
+        await asyncio.to_thread(thread.stop)
         logger.info("web page stopped")
+
+
+class _ServerThread:
+    """Panel's server on an event loop of its own, in a daemon thread."""
+
+    def __init__(self, apps: dict[str, Any], options: dict[str, Any]) -> None:
+        self._apps = apps
+        self._options = options
+        self._started = threading.Event()
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="pairwatch-web", daemon=True)
+
+    def start_and_wait(self) -> None:
+        """Start the thread; return once the server listens, or raise why it cannot."""
+        self._thread.start()
+        self._started.wait()
+        if self._failure is not None:
+            self._thread.join()
+            raise self._failure
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server and its loop; wait for the thread."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("web server thread did not stop within %.0f s", timeout)
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to start_and_wait, or logged
+            if not self._started.is_set():
+                self._failure = exc
+            else:
+                logger.exception("web server thread failed")
+        finally:
+            self._started.set()
+            loop.close()
+
+    async def _serve(self) -> None:
+        import panel as pn
+
+        self._stop = asyncio.Event()
+        server = pn.serve(self._apps, **self._options)  # on this thread's loop
+        server.start()
+        self._started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            server.stop()
