@@ -2,10 +2,12 @@
 
 Uses the database of ``benchmarks/export.py`` (one series of ``--rows`` 1 s snapshots,
 ETHUSDT/BTCUSDT window 100, both legs' bars; built on first use, kept with ``--db``). The
-page is served by ``serve_web`` on this process's loop — as the daemon serves it — with a
-1 ms event-loop lag probe running on the same loop. Headless Chromium (Debian's, driven by
-Playwright, in its own process) opens ``?range=24 h`` (the last 86,400 bars) and
-``?range=all`` (every bar), a new page each time in one browser (its cache warm after the
+page is served by ``serve_web`` from this process — as the daemon serves it, on its own
+loop in a thread — while a 1 ms event-loop lag probe runs on this process's main loop (the
+daemon's, which ingests trades). Headless Chromium (Debian's), driven by Playwright from a
+child process (so the driver's own work is not on the probed loop), opens ``?range=24 h``
+(the last 86,400 bars) and ``?range=all`` (every bar), a new page each time in one browser
+(its cache warm after the
 first load, as for a user who comes back).
 
 **First complete render** = from ``page.goto`` to the page saying it drew the series with
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import statistics
 import sys
 import tempfile
@@ -53,31 +57,56 @@ async def one_load(browser: object, url: str, rows: int) -> float:
         await page.close()
 
 
+async def drive(loads: list[tuple[str, int]]) -> None:
+    """Child: load each (url, rows) in a new page; print each time after a line ``GO``."""
+    async with chromium() as browser:
+        for url, rows in loads:
+            await asyncio.to_thread(sys.stdin.readline)  # the parent's probe is running
+            print(f"TIME {await one_load(browser, url, rows):.4f}", flush=True)
+
+
 async def bench(db: Path, rows: int, runs: int) -> None:
     async with serve_web(WebSettings(port=0), db, timeframes={"1s": 1_000}) as server:
-        async with chromium() as browser:
-            await one_load(browser, f"{server.url}?range=15 min", 900)  # warm the cache
-            for label, count in RANGES.items():
-                expected = rows if count is None else min(count, rows)
-                url = f"{server.url}?pair=ETHUSDT/BTCUSDT&timeframe=1s&window=100&range={label}"
-                times, stalls, p99s = [], [], []
-                for _ in range(runs):
-                    lags: list[float] = []
-                    done = asyncio.Event()
-                    probe = asyncio.create_task(loop_lag(lags, done))
-                    times.append(await one_load(browser, url, expected))
-                    done.set()
-                    await probe
-                    stalls.append(max(lags))
-                    p99s.append(float(np.percentile(lags, 99)))
-                shown = ", ".join(f"{t:.2f}" for t in times)
-                print(
-                    f"range {label!r} ({expected:,} bars): first complete render median "
-                    f"{statistics.median(times):.2f} s (runs: {shown}); loop stall max median "
-                    f"{statistics.median(stalls):.1f} ms (runs: "
-                    f"{', '.join(f'{s:.1f}' for s in stalls)}), p99 median "
-                    f"{statistics.median(p99s):.2f} ms"
-                )
+        plan = [(f"{server.url}?range=15 min", 900, "warm-up")]  # the browser's cache
+        for label, count in RANGES.items():
+            expected = rows if count is None else min(count, rows)
+            url = f"{server.url}?pair=ETHUSDT/BTCUSDT&timeframe=1s&window=100&range={label}"
+            plan += [(url, expected, label)] * runs
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--drive", json.dumps([(u, n) for u, n, _ in plan]),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert child.stdin is not None
+        assert child.stdout is not None
+        results: dict[str, list[tuple[float, float, float]]] = {}
+        for n, (_, _, label) in enumerate(plan):
+            if n == 1:
+                gc.freeze()  # as the daemon does once started (after the first page's imports)
+            lags: list[float] = []
+            done = asyncio.Event()
+            probe = asyncio.create_task(loop_lag(lags, done))
+            child.stdin.write(b"GO\n")
+            await child.stdin.drain()
+            line = (await child.stdout.readline()).decode()
+            done.set()
+            await probe
+            assert line.startswith("TIME "), line
+            sample = (float(line.split()[1]), max(lags), float(np.percentile(lags, 99)))
+            results.setdefault(label, []).append(sample)
+        await child.wait()
+        for label, count in RANGES.items():
+            expected = rows if count is None else min(count, rows)
+            times = [t for t, _, _ in results[label]]
+            stalls = [m for _, m, _ in results[label]]
+            p99s = [p for _, _, p in results[label]]
+            shown = ", ".join(f"{t:.2f}" for t in times)
+            print(
+                f"range {label!r} ({expected:,} bars): first complete render median "
+                f"{statistics.median(times):.2f} s (runs: {shown}); loop stall max median "
+                f"{statistics.median(stalls):.1f} ms (runs: "
+                f"{', '.join(f'{s:.1f}' for s in stalls)}), p99 median "
+                f"{statistics.median(p99s):.2f} ms"
+            )
 
 
 def main() -> None:
@@ -85,7 +114,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--db", type=Path, help="keep (and reuse) the database here")
+    parser.add_argument("--drive", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.drive:
+        asyncio.run(drive([(url, n) for url, n in json.loads(args.drive)]))
+        return
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "bench.sqlite3"

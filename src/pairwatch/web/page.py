@@ -301,17 +301,31 @@ class Page:
             sizing_mode="stretch_width",
         )
         self._doc = pn.state.curdoc
-        pn.state.onload(self._start)
+        self._prime()
+        pn.state.onload(self._started)
+        pn.state.on_session_destroyed(self._destroyed)
         return page
+
+    def _destroyed(self, _: Any) -> None:
+        """The tab is gone: drop the data and figures (Panel's context variables can keep
+        this object reachable a while; its megabytes need not be)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        self.frame = None
+        self.alert_table = data.load_alerts_empty()
+        self.charts.frame = pd.DataFrame()
+        self.charts.alerts = pd.DataFrame()
+        self.charts.on_zoom = None
+        self._doc = None
 
     # --- loading ---------------------------------------------------------------------
 
-    async def _start(self) -> None:
-        self._refresh_health()
-        if self.context.health is not None:
-            pn.state.add_periodic_callback(self._refresh_health, period=2_000)
+    def _prime(self) -> None:
+        """Load the first view while the session is made: the page's HTML then carries the
+        charts' data (one round trip; this runs on the web server's own loop)."""
         try:
-            self.series = await asyncio.to_thread(read, self.context.db_path, data.list_series)
+            self.series = read(self.context.db_path, data.list_series)
         except Exception as exc:
             logger.warning("web page: cannot read %s: %s", self.context.db_path, exc)
             self._say(f"Cannot read the database: {exc}", "danger")
@@ -319,14 +333,30 @@ class Page:
         if not self.series:
             self._say(NO_DATA, "warning")
             return
+        self._choose(url_choices(pn.state.session_args))
+        key = self.selected()
+        if key is None:
+            return
+        self._requested = (key, self.range.value, self.custom.value)
+        try:
+            loaded = self._read(key)
+            drawn = self.charts.compute(loaded[0], loaded[1], self._options(key))
+        except Exception as exc:
+            self._requested = None
+            logger.warning("web page: reading %s failed: %s", key, exc)
+            self._say(f"Reading {key.pair} failed: {exc}", "danger")
+            return
+        self._show_loaded(key, loaded, drawn)
+
+    def _choose(self, wanted: Mapping[str, str]) -> None:
+        """Set the controls to the URL's choices (or the first series), without loading."""
         pairs = sorted({k.pair for k in self.series})
-        wanted = url_choices(pn.state.session_args)
-        self._quiet = True  # one load below, not one per control set here
+        self._quiet = True
         try:
             self.pair.options = pairs
             choice = wanted.get("pair", "").upper()
             self.pair.value = choice if choice in pairs else pairs[0]
-            await self._pair_changed(None)
+            self._timeframes()
             if wanted.get("timeframe") in self.timeframe.options:
                 self.timeframe.value = wanted["timeframe"]
                 self._windows()
@@ -336,9 +366,19 @@ class Page:
                 self.range.value = wanted["range"]
         finally:
             self._quiet = False
-        await self._load()
+
+    def _started(self) -> None:
+        """The browser has the page: keep its health strip fresh."""
+        self._refresh_health()
+        if self.context.health is not None:
+            pn.state.add_periodic_callback(self._refresh_health, period=2_000)
 
     async def _pair_changed(self, _: Any) -> None:
+        self._timeframes()
+        if not self._quiet:
+            await self._load()
+
+    def _timeframes(self) -> None:
         keys = [k for k in self.series if k.pair == self.pair.value]
         timeframes = sorted({k.timeframe for k in keys}, key=self._tf_order)
         quiet, self._quiet = self._quiet, True
@@ -349,8 +389,6 @@ class Page:
             self._windows()
         finally:
             self._quiet = quiet
-        if not quiet:
-            await self._load()
 
     def _windows(self) -> None:
         windows = sorted(
@@ -409,8 +447,8 @@ class Page:
         self._reading += 1
         options = self._options(key)
         try:
-            frame, alerts, stats, table, span = await asyncio.to_thread(self._read, key)
-            drawn = await asyncio.to_thread(self.charts.compute, frame, alerts, options)
+            loaded = await asyncio.to_thread(self._read, key)
+            drawn = await asyncio.to_thread(self.charts.compute, loaded[0], loaded[1], options)
         except Exception as exc:
             self._requested = None  # the same choice may be tried again
             logger.warning("web page: reading %s failed: %s", key, exc)
@@ -421,16 +459,18 @@ class Page:
         if mine != self._generation:
             return  # the controls changed meanwhile: a newer read shows its range
 
-        def apply() -> None:
-            self.key, self.frame = key, frame
-            self.stats.object = stats_html(key, stats)
-            self._links(key, *span)
-            self.alert_table = table
-            self._show_alerts()
-            self._draw(frame, alerts, drawn)
-            self._show_status()
+        self._in_document(lambda: self._show_loaded(key, loaded, drawn))
 
-        self._in_document(apply)
+    def _show_loaded(self, key: SeriesKey, loaded: Any, drawn: Any) -> None:
+        """Show what ``_read`` and ``Charts.compute`` made (under the document lock)."""
+        frame, alerts, stats, table, span = loaded
+        self.key, self.frame = key, frame
+        self.stats.object = stats_html(key, stats)
+        self._links(key, *span)
+        self.alert_table = table
+        self._show_alerts()
+        self._draw(frame, alerts, drawn)
+        self._show_status()
 
     async def _redraw(self, visible: tuple[float, float] | None, *, keep: bool = False) -> None:
         """Recompute the charts of the shown frame (new options or visible range) in a

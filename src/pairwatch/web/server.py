@@ -118,8 +118,10 @@ async def serve_web(
         "show": False,
         "title": "pairwatch",
         "extra_patterns": patterns,
-        "check_unused_sessions": 10_000,
-        "unused_session_lifetime": 60_000,
+        # A closed tab's document goes soon: each is ~1,000 Bokeh models that every full
+        # garbage collection walks (and that pause reaches the daemon's loop too).
+        "check_unused_sessions_milliseconds": 2_000,
+        "unused_session_lifetime_milliseconds": 5_000,
     }
     thread = _ServerThread({"/": page}, options)
     started = time.monotonic()
@@ -188,6 +190,11 @@ class _ServerThread:
     async def _serve(self) -> None:
         import panel as pn
 
+        from pairwatch.web import fastread
+
+        # JIT-compile the fast reader now, at start-up, not during the first page load
+        # (LLVM holds the GIL for ~1 s; it cannot be cached: it calls C by address).
+        fastread.available()
         self._stop = asyncio.Event()
         server = pn.serve(self._apps, **self._options)  # on this thread's loop
         server.start()

@@ -369,3 +369,61 @@ async def test_healthz_is_503_while_the_store_is_locked_and_200_once_writes_reco
     writer = body["writer"]
     assert isinstance(writer, dict)
     assert writer["last_error"] == "OperationalError: database is locked"
+
+
+async def test_the_daemon_serves_the_page_health_and_metrics_under_its_prefix(
+    tmp_path: Path,
+) -> None:
+    options = SimulatorOptions(rate=200.0, speed=20.0, event_clock="simulated")
+    async with Simulator(options) as simulator:
+        config = write_config(tmp_path, simulator.url)
+        text = config.read_text().replace(
+            "[web]\nenabled = false  # the test serves the routes itself",
+            '[web]\nport = 0\nprefix = "/pw"',
+        )
+        config.write_text(text)
+        daemon = Daemon(load_settings(config))
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        try:
+            await first_of(task, daemon.ready.wait())
+            await first_of(task, daemon.feeds[0].connected.wait())
+            assert daemon.web is not None
+            assert daemon.web.url.startswith("http://127.0.0.1:")
+            assert daemon.web.url.endswith("/pw/")
+            async with httpx.AsyncClient(base_url=daemon.web.url) as client:
+                page = await client.get("")
+                assert page.status_code == 200
+                assert "<title>pairwatch</title>" in page.text
+                health = await client.get("healthz")
+                assert health.status_code == 200
+                assert health.json()["status"] == "ok"
+                metrics = parse((await client.get("metrics")).text)
+                accepted = metrics[("pairwatch_trades_accepted_total", ())]
+                assert 0 < accepted <= daemon.health.accepted
+                missing = await client.get("export?y=ETHUSDT&x=BTCUSDT&timeframe=1m&window=5")
+                assert missing.status_code == 404
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 60)
+        assert daemon.web is not None
+        # Stopped with the daemon: nothing listens on the port any more.
+        with pytest.raises(httpx.ConnectError):
+            async with httpx.AsyncClient() as client:
+                await client.get(daemon.web.url)
+
+
+async def test_a_taken_port_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    from pairwatch.config.web_settings import WebSettings
+    from pairwatch.errors import PairwatchError
+    from pairwatch.web.server import serve_web
+
+    taken = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    port = taken[0].getsockname()[1]
+    try:
+        with pytest.raises(PairwatchError, match=rf"web: cannot listen on 127.0.0.1:{port}"):
+            async with serve_web(WebSettings(port=port), tmp_path / "x.sqlite3", timeframes={}):
+                pass
+    finally:
+        for sock in taken:
+            sock.close()
