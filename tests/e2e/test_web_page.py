@@ -2,7 +2,8 @@
 
 The database is filled by replaying the real recorded Binance trades (ETHUSDT and BTCUSDT
 spot, 2024-08-08; tests/data/real) on 1s and 1m bars, windows 30 and 120, for the pair and
-its reverse. The page is served by ``serve_web`` on this test's loop, as the daemon serves it.
+its reverse. The page is served by ``serve_web`` as the daemon serves it (its own loop, in
+a thread).
 """
 
 from __future__ import annotations
@@ -139,6 +140,15 @@ async def test_the_page_draws_every_chart_and_the_statistics_of_the_stored_serie
             ".data_source.data.kind)"
         )
         assert sorted(markers) == ["firing", "resolved"]
+        # Each marker sits on the z-score line: at its bar's open time, at that bar's z.
+        points = await page.evaluate(
+            "() => { const d = Bokeh.documents[0].get_model_by_name('pw-chart-zscore')"
+            ".renderers.find(r => r.data_source && r.data_source.data.kind).data_source.data;"
+            " return [Array.from(d.time), Array.from(d.value)]; }"
+        )
+        line = dict(zip(z["t"], z["v"], strict=True))
+        for at, value in zip(*points, strict=True):
+            assert line[at] == pytest.approx(value, rel=1e-12)
         table = await page.locator(".pw-alert-table").inner_text()
         assert "z-wide" in table
         # Six charts painted: every chart canvas has drawn pixels.
@@ -262,7 +272,9 @@ async def test_an_empty_database_shows_that_there_is_no_data_yet(tmp_path: Path)
     async with served(empty) as server, opened(server.url) as (page, errors):
         await page.get_by_text("No data yet").wait_for()
         text = await page.get_by_text("No data yet").inner_text()
-        assert text.strip() == NO_DATA.replace("`", "").strip() or text.startswith("No data yet")
+        first_sentence = NO_DATA.split(". ")[0]
+        assert text.strip().startswith(first_sentence)
+        assert "[[pairs]]" in text  # what makes data appear
         assert await page.locator(".pw-shown").count() == 0
         assert errors == []
 

@@ -87,6 +87,13 @@ class WebSettings(BaseModel):
             raise ValueError(f"expected a URL path such as '/pairwatch', got {value!r}")
         return prefix
 
+    @field_validator("password", "cookie_secret")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (unset it instead)")
+        return value
+
     @model_validator(mode="after")
     def _remote_needs_auth(self) -> WebSettings:
         if (

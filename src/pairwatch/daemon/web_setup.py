@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -51,14 +52,16 @@ async def open_web(daemon: Daemon) -> AsyncIterator[WebServer | None]:
     if not settings.web.enabled:
         yield None
         return
-    from pairwatch.web.routes import extra_patterns
+    from pairwatch.web.routes import extra_patterns, on_loop
     from pairwatch.web.server import serve_web
+
+    reads = on_loop(asyncio.get_running_loop())  # the page server has a loop of its own
 
     async with serve_web(
         settings.web,
         settings.db_path,
         timeframes=dict(settings.bars.timeframe_lengths),
         health=feed_health(daemon),
-        extra_patterns=list(extra_patterns(daemon)),
+        extra_patterns=list(extra_patterns(daemon, on_daemon=reads)),
     ) as server:
         yield server

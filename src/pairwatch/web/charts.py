@@ -364,7 +364,8 @@ class Charts:
             lo, hi = float(self.ts[0]), float(self.ts[-1])
             if lo == hi:
                 lo, hi = lo - 500, hi + 500
-            self.x_range.update(start=lo, end=hi, bounds=None)
+            # reset_*: the Reset tool's span (BokehJS keeps the first view's otherwise)
+            self.x_range.update(start=lo, end=hi, reset_start=lo, reset_end=hi, bounds=None)
         for source, (t, v) in zip(self._sources, drawn.lines, strict=True):
             source.data = {"t": t, "v": v}
         self._annotate(drawn)

@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -247,7 +247,7 @@ def _batches(
     analytics_sql = (
         f"SELECT {', '.join(picked)} FROM analytics "  # noqa: S608 -- quoted table columns
         "WHERE y = ? AND x = ? AND timeframe = ? AND window = ? AND ts >= ? AND ts < ? "
-        "ORDER BY ts"
+        "ORDER BY ts LIMIT ?"
     )
     bars_sql = (
         f"SELECT ts, {', '.join(BAR_FIELDS)} FROM bars "  # noqa: S608 -- constant columns
@@ -273,8 +273,9 @@ def _batches(
     pending: tuple[Any, Any, list[Future[Any]]] | None = None
     sent = False
     try:
-        params: list[fastread.Param] = [y, x, timeframe, window, lo, hi]
-        for block in readers[0].matrices(analytics_sql, params, len(picked), chunk):
+        for block in _chunks(
+            readers[0], analytics_sql, [y, x, timeframe, window], lo, hi, chunk, len(picked)
+        ):
             ts = block[:, 0].astype(np.int64)
             legs = [
                 pool.submit(leg, n, symbol, ts) if fast else _done(leg(n, symbol, ts))
@@ -292,6 +293,31 @@ def _batches(
             reader.close()
     if not sent:
         yield pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
+
+
+def _chunks(
+    reader: fastread.Reader,
+    sql: str,
+    series: list[fastread.Param],
+    lo: int,
+    hi: int,
+    chunk: int,
+    columns: int,
+) -> Iterator[fastread.Matrix]:
+    """Yield the series' analytics rows ``chunk`` at a time, each chunk its own short query
+    (``ts`` after the last one read): no read transaction stays open across chunks, so a
+    slow download never holds back the write-ahead log, and rows stored meanwhile are
+    included when the export reaches them."""
+    after = lo
+    while True:
+        blocks = list(reader.matrices(sql, [*series, after, hi, chunk], columns, chunk))
+        if not blocks:
+            return
+        block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        yield block
+        if len(block) < chunk:
+            return
+        after = int(block[-1, 0]) + 1
 
 
 def _done(value: Any) -> Future[Any]:
@@ -369,7 +395,7 @@ def _quoted(identifier: str) -> str:
 
 def export_chunks(
     db: Path, key: SeriesLike, start_ms: int | None, end_ms: int | None, fmt: str
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """Yield the export file of one series in pieces, on a read-only connection of its own.
 
     For a download made in a worker thread: the connection is opened, used and closed in

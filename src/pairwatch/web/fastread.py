@@ -7,14 +7,15 @@ that steps the statement and copies each value into a float64 matrix — ~30 ns 
 without holding the GIL. NULL becomes NaN (SQLite never stores NaN, so NaN means NULL);
 integers stay exact below 2**53, which covers epoch milliseconds and counts.
 
-``open_reader`` falls back to Python's ``sqlite3`` (the same results, slower) when the
-library cannot be loaded.
+The functions are looked up through Python's own ``_sqlite3`` module, so they are the
+SQLite it uses (never a second copy). ``open_reader`` falls back to Python's ``sqlite3``
+(the same results, slower) when they cannot be found.
 """
 
 from __future__ import annotations
 
+import _sqlite3
 import ctypes
-import ctypes.util
 import logging
 import sqlite3
 import threading
@@ -77,11 +78,18 @@ def _fn(function: Any, restype: Any, *argtypes: Any) -> Any:
 @cache
 def _library() -> tuple[_Lib, Any] | None:
     """Load libsqlite3 and compile the fill loop, once; None when either is unavailable."""
-    name = ctypes.util.find_library("sqlite3")
-    if name is None:
-        return None
     try:
-        lib = _Lib(ctypes.CDLL(name))
+        # The very SQLite Python's module uses (through its handle, which resolves the
+        # library it links to, or its own copy): two copies of SQLite in one process can
+        # drop each other's file locks. Any other library, or another version: not used.
+        handle = ctypes.CDLL(_sqlite3.__file__)
+        version = handle.sqlite3_libversion
+        version.restype = ctypes.c_char_p
+        if version().decode() != sqlite3.sqlite_version:
+            raise OSError(
+                f"libsqlite3 {version().decode()} is not Python's {sqlite3.sqlite_version}"
+            )
+        lib = _Lib(handle)
         step, column_type, column_double = lib.step, lib.column_type, lib.column_double
 
         @numba.njit(nogil=True, cache=False)

@@ -17,7 +17,7 @@ import math
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -300,10 +300,18 @@ class Metrics:
         self._daemon = daemon
         self._read_error: str | None = None
 
-    async def render(self) -> bytes:
-        """Read the outbox's pending rows in a worker, then return the page (text format)."""
+    async def render(
+        self, on_daemon: Callable[[Callable[[], bytes]], Awaitable[bytes]] | None = None
+    ) -> bytes:
+        """Read the outbox's pending rows in a worker, then return the page (text format),
+        collected by ``on_daemon`` (on the daemon's loop) when given."""
         self.collector.outbox_pending = await asyncio.to_thread(self._read_pending)
-        return generate_latest(self.registry)
+
+        def page() -> bytes:
+            text: bytes = generate_latest(self.registry)
+            return text
+
+        return page() if on_daemon is None else await on_daemon(page)
 
     def _read_pending(self) -> dict[str, int] | None:
         db = self._daemon.settings.db_path

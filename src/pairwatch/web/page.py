@@ -526,6 +526,8 @@ class Page:
             alerts = alerts[
                 (alerts["timeframe"] == key.timeframe) & (alerts["window"] == key.window)
             ]
+            # An alert's ``at`` is its bar's close; the charts draw bars at their open.
+            alerts = alerts.assign(at=alerts["at"] - self.context.timeframes.get(key.timeframe, 0))
             return frame, alerts, data.load_stats(conn, key)
 
         frame, alerts, stats = read(self.context.db_path, query)

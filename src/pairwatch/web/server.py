@@ -56,6 +56,17 @@ def free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise ``OSError`` when ``host:port`` cannot be listened on (in use, not local).
+
+    Checked before the server is made: Tornado's own failed bind leaves its socket open.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 def origins(web: WebSettings, port: int) -> list[str]:
     """Return the ``host:port`` origins allowed to open the page's websocket."""
     allowed = [f"{web.host}:{port}"]
@@ -119,13 +130,15 @@ async def serve_web(
         "title": "pairwatch",
         "extra_patterns": patterns,
         # A closed tab's document goes soon: each is ~1,000 Bokeh models that every full
-        # garbage collection walks (and that pause reaches the daemon's loop too).
-        "check_unused_sessions_milliseconds": 2_000,
-        "unused_session_lifetime_milliseconds": 5_000,
+        # garbage collection walks (and that pause reaches the daemon's loop too). Not
+        # sooner than Bokeh's 15 s: a new session counts as unused until it connects.
+        "check_unused_sessions_milliseconds": 5_000,
+        "unused_session_lifetime_milliseconds": 15_000,
     }
     thread = _ServerThread({"/": page}, options)
     started = time.monotonic()
     try:
+        check_port(web.host, port)
         await asyncio.to_thread(thread.start_and_wait)
     except OSError as exc:
         raise PairwatchError(f"web: cannot listen on {web.host}:{port}: {exc.strerror}") from exc

@@ -51,3 +51,12 @@ def test_secrets_never_show() -> None:
     web = WebSettings(password="hunter22", cookie_secret="c00kie")
     assert "hunter22" not in repr(web)
     assert "c00kie" not in str(web.model_dump())
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_password_is_refused_not_taken_as_no_login(blank: str) -> None:
+    # An empty PAIRWATCH_WEB__PASSWORD or credential file must not turn the login off.
+    with pytest.raises(ValidationError, match="must not be empty"):
+        WebSettings(host="0.0.0.0", password=blank)
+    with pytest.raises(ValidationError, match="must not be empty"):
+        WebSettings(cookie_secret=blank)

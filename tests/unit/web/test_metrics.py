@@ -7,6 +7,7 @@ over HTTP in tests/integration/web/test_routes.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
 from pairwatch.events import Trade
 from pairwatch.web.metrics import Metrics, health
-from pairwatch.web.routes import HealthzHandler, MetricsHandler, extra_patterns
+from pairwatch.web.routes import HealthzHandler, MetricsHandler, extra_patterns, on_loop
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -138,10 +139,30 @@ def test_extra_patterns_gives_both_routes_in_a_new_list_each_call(daemon: Daemon
         ("/healthz", HealthzHandler),
         ("/metrics", MetricsHandler),
     ]
-    assert set(first[0][2]) == {"check"}
-    assert set(first[1][2]) == {"metrics"}
+    assert set(first[0][2]) == {"check", "on_daemon"}
+    assert set(first[1][2]) == {"metrics", "on_daemon"}
     first.append(("/login", HealthzHandler, {}))  # as Bokeh does with its auth routes
     assert len(extra_patterns(daemon)) == 2
+
+
+async def test_reads_run_on_the_daemons_loop_when_served_from_another() -> None:
+    # The page server has a loop of its own, in a thread: /healthz and /metrics hand their
+    # reads of the daemon's dicts to the daemon's loop.
+    daemon_loop = asyncio.get_running_loop()
+    seen: list[asyncio.AbstractEventLoop] = []
+    call = on_loop(daemon_loop)
+
+    def read() -> int:
+        seen.append(asyncio.get_running_loop())
+        return 42
+
+    def serve() -> int:
+        return asyncio.run(call(read))  # another loop, in another thread
+
+    assert await asyncio.to_thread(serve) == 42
+    assert seen == [daemon_loop]
+    assert await call(read) == 42  # on the daemon's loop itself: called directly
+    assert seen == [daemon_loop, daemon_loop]
 
 
 @pytest.mark.parametrize("grace", [-1.0, float("nan")])
