@@ -84,7 +84,7 @@ def load_recent_closed_bars(
         return []
     sql = f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ? AND closed = 1"
     params: list[object] = [symbol, timeframe]
-    sql, params = _ts_range(sql, params, None, before_ts, "ts")
+    sql, params = ts_range(sql, params, None, before_ts, "ts")
     rows = conn.execute(f"{sql} ORDER BY ts DESC LIMIT ?", (*params, limit)).fetchall()
     return [bar_from_row(row) for row in reversed(rows)]
 
@@ -108,7 +108,7 @@ def load_aligned_closes(
         "AND b.closed = 1 "
         "WHERE a.symbol = ? AND a.timeframe = ? AND a.closed = 1"
     )
-    sql, params = _ts_range(sql, [x, y, timeframe], from_ts, to_ts, "a.ts")
+    sql, params = ts_range(sql, [x, y, timeframe], from_ts, to_ts, "a.ts")
     rows = conn.execute(f"{sql} ORDER BY a.ts", params).fetchall()
     columns = list(zip(*rows, strict=True)) or [()] * 5
     kinds = (np.int64, np.float64, np.float64, np.int64, np.int64)
@@ -158,10 +158,10 @@ def _load_series(
     names = SERIES_KEYS[table]
     flags = ("adf_at", "thin") if table == "analytics" else ()
     metrics = [c for c in table_columns(conn, table) if c not in {*names, "ts", *ANALYTICS_FLAGS}]
-    select = ", ".join(_quoted(c) for c in ("ts", *metrics, *flags))
+    select = ", ".join(quoted(c) for c in ("ts", *metrics, *flags))
     match = " AND ".join(f"{c} = ?" for c in names)
     sql = f"SELECT {select} FROM {table} WHERE {match}"  # noqa: S608 -- quoted table columns
-    sql, params = _ts_range(sql, list(key), from_ts, to_ts, "ts")
+    sql, params = ts_range(sql, list(key), from_ts, to_ts, "ts")
     rows = conn.execute(f"{sql} ORDER BY ts", params).fetchall()
     columns = list(zip(*rows, strict=True)) or [()] * (1 + len(metrics) + len(flags))
     out: dict[str, npt.NDArray[Any]] = {"ts": np.array(columns[0], dtype=np.int64)}
@@ -171,7 +171,7 @@ def _load_series(
     return out
 
 
-def _ts_range(
+def ts_range(
     sql: str, params: list[object], start: int | None, end: int | None, column: str
 ) -> tuple[str, list[object]]:
     """Append a half-open ``start <= column < end`` range (either bound optional)."""
@@ -184,7 +184,8 @@ def _ts_range(
     return sql, params
 
 
-def _quoted(identifier: str) -> str:
+def quoted(identifier: str) -> str:
+    """Return an SQL identifier quoted (for column names read from the schema)."""
     return '"' + identifier.replace('"', '""') + '"'
 
 

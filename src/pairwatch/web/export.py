@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from pairwatch.daemon.metrics_schema import ANALYTICS_FLAGS, SERIES_KEYS
 from pairwatch.daemon.retention import first_series_sql, next_series_sql
 from pairwatch.daemon.store import open_store, table_columns
+from pairwatch.daemon.store_reads import quoted, ts_range
 from pairwatch.errors import PairwatchError
 from pairwatch.web import fastread
 
@@ -197,7 +198,7 @@ def count_rows(
 ) -> int:
     """Return how many rows ``export_rows`` yields for the same arguments (a progress total)."""
     sql = "SELECT count(*) FROM analytics WHERE y = ? AND x = ? AND timeframe = ? AND window = ?"
-    sql, params = _range(sql, [y, x, timeframe, window], start_ms, end_ms, "ts")
+    sql, params = ts_range(sql, [y, x, timeframe, window], start_ms, end_ms, "ts")
     return int(conn.execute(sql, params).fetchone()[0])
 
 
@@ -243,7 +244,7 @@ def _batches(
     """
     y, x, timeframe, window = series
     metrics = schema.names[schema.get_field_index("adf_at") + 1 :]
-    picked = ["ts", "thin", "adf_at", *(_quoted(name) for name in metrics)]
+    picked = ["ts", "thin", "adf_at", *(quoted(name) for name in metrics)]
     analytics_sql = (
         f"SELECT {', '.join(picked)} FROM analytics "  # noqa: S608 -- quoted table columns
         "WHERE y = ? AND x = ? AND timeframe = ? AND window = ? AND ts >= ? AND ts < ? "
@@ -375,22 +376,6 @@ def _column(values: npt.NDArray[np.float64], kind: Any) -> Any:
     else:
         column = np.where(missing, 0, values).astype(np.int64)
     return pa.array(column, type=kind, mask=missing if missing.any() else None)
-
-
-def _range(
-    sql: str, params: list[object], start: int | None, end: int | None, column: str
-) -> tuple[str, list[object]]:
-    if start is not None:
-        sql += f" AND {column} >= ?"
-        params.append(start)
-    if end is not None:
-        sql += f" AND {column} < ?"
-        params.append(end)
-    return sql, params
-
-
-def _quoted(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def export_chunks(
