@@ -601,8 +601,10 @@ class Page:
         key, frame = self.key, self.frame
         if key is None or frame is None or self._reading:
             return
-        after = int(frame["ts"].iloc[-1]) + 1 if len(frame) else None
-        new = await asyncio.to_thread(data.load_frame, self.context.db_path, key, after, None)
+        start, end = self.bounds(int(frame["ts"].iloc[-1]) if len(frame) else 0)
+        after = int(frame["ts"].iloc[-1]) + 1 if len(frame) else start
+        # A from–to range stops at its end; the presets follow the newest bars.
+        new = await asyncio.to_thread(data.load_frame, self.context.db_path, key, after, end)
         if new.empty:
             return
 
