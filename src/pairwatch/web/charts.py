@@ -32,7 +32,12 @@ POINTS: Final = 2_000
 """Most points per line sent to the browser (about two per pixel of a wide chart)."""
 HEIGHT: Final = 190
 COLORS: Final = {"y": "#1f77b4", "x": "#ff7f0e", "kalman": "#2ca02c", "band": "#7f7f7f"}
-ALERT_COLORS: Final = {"firing": "#d62728", "resolved": "#2ca02c", "pending": "#ff7f0e"}
+ALERT_COLORS: Final = {
+    "firing": "#d62728",
+    "resolved": "#2ca02c",
+    "pending": "#ff7f0e",
+    "inactive": "#7f7f7f",  # a pending alert that cleared before firing
+}
 FIGURES: Final = ("prices", "spread", "zscore", "correlation", "beta", "volume")
 
 Floats = npt.NDArray[np.float64]
