@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pairwatch.daemon.service import Daemon
-    from pairwatch.web.page import FeedHealth
+    from pairwatch.web.page_html import FeedHealth
     from pairwatch.web.server import WebServer
 
 
@@ -19,7 +19,7 @@ def feed_health(
 ) -> Callable[[], FeedHealth]:
     """Return a reader of the feed-health strip; trades/s over the time since its last read
     (at least a second apart, so sessions reading it at once share one interval)."""
-    from pairwatch.web.page import FeedHealth
+    from pairwatch.web.page_html import FeedHealth
 
     health = daemon.health
     last = [clock(), float(health.accepted)]

@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
@@ -26,6 +25,15 @@ from pairwatch.daemon.store import open_store
 from pairwatch.web import data
 from pairwatch.web.charts import ChartOptions, Charts
 from pairwatch.web.data import SeriesKey
+from pairwatch.web.page_html import (
+    FeedHealth,
+    alerts_html,
+    filter_alerts,
+    fmt_time,
+    health_html,
+    stats_html,
+    url_choices,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +48,6 @@ RANGES: Final = {
 }
 """Range presets: how far back from the series' last bar."""
 DEFAULT_RANGE: Final = "24 h"
-FILTERED: Final = ("rule", "target", "timeframe", "kind", "severity", "message")
-"""Alert table columns the filter box searches (case-insensitive substring)."""
-TABLE_ROWS: Final = 200
-"""Most alert rows shown (the newest)."""
 HEADER_CSS: Final = """
 .pw-header { background: #0072b5; color: white; font: 600 22px system-ui, sans-serif;
              padding: 10px 18px; }
@@ -52,17 +56,6 @@ NO_DATA: Final = (
     "No data yet: pairwatch has not stored any pair analytics. They appear once the "
     "daemon has closed a bar of both legs of a configured pair (`[[pairs]]` in the settings)."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class FeedHealth:
-    """The feed-health strip: what the daemon knows in memory."""
-
-    connected: bool
-    lag_ms: float
-    trades_per_s: float
-    gaps: int
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,111 +79,6 @@ def read(db_path: Path, query: Callable[[sqlite3.Connection], T]) -> T:
         return query(conn)
     finally:
         conn.close()
-
-
-def fmt_time(ms: int | None) -> str:
-    if ms is None:
-        return "–"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def fmt_value(value: float) -> str:
-    return "–" if value != value else f"{value:.4g}"  # noqa: PLR0124 -- NaN test
-
-
-def stats_html(key: SeriesKey, stats: data.Stats | None) -> str:
-    """Return the statistics card's HTML (every value escaped)."""
-    if stats is None:
-        return "<p class='pw-empty'>No statistics for this series yet.</p>"
-    v = stats.values
-    rows = [
-        ("β (OLS)", fmt_value(v["hedge_ratio"])),
-        ("α", fmt_value(v["intercept"])),
-        ("z-score", fmt_value(v["zscore"])),
-        ("correlation", fmt_value(v["correlation"])),
-        ("half-life (bars)", fmt_value(v["half_life"])),
-        ("β (Kalman)", fmt_value(v["kalman_beta"])),
-        ("ADF statistic", fmt_value(v["adf_stat"])),
-        ("ADF p-value", fmt_value(v["adf_pvalue"])),
-        ("cointegration p-value", fmt_value(v["coint_pvalue"])),
-    ]
-    cells = "".join(
-        f"<tr><th>{html.escape(name)}</th><td class='pw-stat'>{html.escape(value)}</td></tr>"
-        for name, value in rows
-    )
-    return (
-        f"<h3>{html.escape(key.pair)} · {html.escape(key.timeframe)} · window {key.window}</h3>"
-        f"<table class='pw-stats'>{cells}</table>"
-        f"<p>metrics at {html.escape(fmt_time(stats.ts))}; ADF/cointegration at "
-        f"{html.escape(fmt_time(stats.adf_at))}</p>"
-        f"<p class='pw-verdict'><b>{html.escape(data.verdict(stats))}</b></p>"
-    )
-
-
-def health_html(health: FeedHealth | None) -> str:
-    if health is None:
-        return "<span class='pw-health'>feed health: not served by a running daemon</span>"
-    state = "connected" if health.connected else "DISCONNECTED"
-    color = "#2ca02c" if health.connected else "#d62728"
-    return (
-        f"<span class='pw-health' style='color:{color}'>● feed {state}</span> · "
-        f"lag {fmt_value(health.lag_ms)} ms · {health.trades_per_s:.0f} trades/s · "
-        f"{health.gaps} gaps {html.escape(health.detail)}"
-    )
-
-
-def url_choices(args: Mapping[str, Any] | None) -> dict[str, str]:
-    """Return the page's choices from its URL query (``?pair=ETHUSDT/BTCUSDT&timeframe=1m
-    &window=30&range=7 d``): a link opens the page on that series and range."""
-    out: dict[str, str] = {}
-    for name in ("pair", "timeframe", "window", "range"):
-        values = (args or {}).get(name) or []
-        if values:
-            raw = values[0]
-            out[name] = (
-                raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-            ).strip()
-    return out
-
-
-def filter_alerts(table: pd.DataFrame, text: str | None) -> pd.DataFrame:
-    """Return the rows of ``table`` with ``text`` in any ``FILTERED`` column (any case)."""
-    needle = (text or "").strip().lower()
-    if not needle or table.empty:
-        return table
-    hit = pd.Series(False, index=table.index)
-    for column in FILTERED:
-        hit |= table[column].astype(str).str.lower().str.contains(needle, regex=False)
-    return table[hit]
-
-
-def alerts_html(table: pd.DataFrame) -> str:
-    """Return the alert table's HTML: newest first, every cell escaped."""
-    if table.empty:
-        return "<p class='pw-empty'>No alerts.</p>"
-    head = "".join(
-        f"<th>{name}</th>"
-        for name in ("time (UTC)", "rule", "target", "tf", "window", "kind", "severity", "value",
-                     "threshold", "message")
-    )  # fmt: skip
-    body = []
-    for row in table.head(TABLE_ROWS).itertuples(index=False):
-        cells = (
-            fmt_time(int(row.at)), row.rule, row.target, row.timeframe or "", row.window or "",
-            row.kind, row.severity, fmt_value(float(row.value)), fmt_value(float(row.threshold)),
-            row.message,
-        )  # fmt: skip
-        body.append(
-            f"<tr class='pw-kind-{html.escape(str(row.kind))}'>"
-            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-            + "</tr>"
-        )
-    more = (
-        f"<p>{len(table) - TABLE_ROWS:,} older alerts not shown.</p>"
-        if len(table) > TABLE_ROWS
-        else ""
-    )
-    return f"<table class='pw-alert-table'><tr>{head}</tr>{''.join(body)}</table>{more}"
 
 
 class Page:

@@ -26,7 +26,7 @@ from pairwatch.config.web_settings import WebSettings, is_loopback
 from pairwatch.errors import PairwatchError
 
 if TYPE_CHECKING:
-    from pairwatch.web.page import FeedHealth
+    from pairwatch.web.page_html import FeedHealth
 
 logger = logging.getLogger(__name__)
 
