@@ -50,6 +50,26 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
     return settings.model_copy(update=update)
 
 
+def with_free_web_port(settings: Settings) -> Settings:
+    """Return ``settings`` with a free web port when the configured one is taken (say, by
+    the installed service): the demo still shows its page, and says where."""
+    web = settings.web
+    if not web.enabled or web.port == 0:
+        return settings
+    from pairwatch.web.server import check_port
+
+    try:
+        check_port(web.host, web.port)
+    except OSError:
+        print(
+            f"pairwatch demo: port {web.port} is taken (another pairwatch?): the page gets a "
+            "free port instead",
+            flush=True,
+        )
+        return settings.model_copy(update={"web": web.model_copy(update={"port": 0})})
+    return settings
+
+
 def with_demo_rules(settings: Settings, data_dir: Path) -> Settings:
     """Return ``settings`` with the demo's own rules file, unless one is configured."""
     if settings.alerts.rules_file is not None:
@@ -119,7 +139,7 @@ async def run_demo(
     duration: float | None = None,
 ) -> None:
     """Run the daemon on simulated trades of the configured symbols until stopped."""
-    settings = load_demo_settings(config, data_dir)
+    settings = with_free_web_port(load_demo_settings(config, data_dir))
     daemon = Daemon(settings)
     query = "select * from bars where timeframe='1m' order by ts desc limit 5"
     print(f"pairwatch demo: bars go to {settings.db_path}", flush=True)

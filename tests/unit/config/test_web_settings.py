@@ -60,3 +60,23 @@ def test_a_blank_password_is_refused_not_taken_as_no_login(blank: str) -> None:
         WebSettings(host="0.0.0.0", password=blank)
     with pytest.raises(ValidationError, match="must not be empty"):
         WebSettings(cookie_secret=blank)
+
+
+def test_the_demo_moves_to_a_free_port_when_its_own_is_taken(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+
+    from pairwatch.config.settings import Settings
+    from pairwatch.daemon.demo import with_free_web_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings.model_validate({"web": {"port": port}})
+        moved = with_free_web_port(settings)
+    assert moved.web.port == 0  # the server then picks a free one and logs it
+    assert f"port {port} is taken" in capsys.readouterr().out
+    free = Settings.model_validate({"web": {"port": port}})
+    assert with_free_web_port(free).web.port == port  # released: kept as configured
