@@ -84,11 +84,22 @@ def _z(frame: pd.DataFrame, o: ChartOptions) -> Floats:
 
 
 def _band(sign: float) -> Callable[[pd.DataFrame, ChartOptions], Floats]:
-    """mean + sign·k·σ, where the rolling mean is spread − z·σ."""
+    """mean + sign·k·σ of the spread shown.
+
+    OLS: the rolling mean is spread − z·σ and σ the window's. Kalman: the spread is the
+    one-step prediction error e, expected 0, and z = e/√S, so the band is ±k·√S with
+    √S = e/z (undefined, so not drawn, where z is 0).
+    """
 
     def band(frame: pd.DataFrame, o: ChartOptions) -> Floats:
+        z = _z(frame, o)
+        if o.kalman:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = np.abs(np.where(z != 0, _spread(frame, o) / z, np.nan))
+            kalman: Floats = sign * o.threshold * scale
+            return kalman
         std = frame["spread_std"].to_numpy(dtype=np.float64)
-        mean = _spread(frame, o) - _z(frame, o) * std
+        mean = _spread(frame, o) - z * std
         out: Floats = mean + sign * o.threshold * std
         return out
 

@@ -148,3 +148,21 @@ def test_appended_bars_are_streamed_onto_the_sources() -> None:
     assert {k: after[k] - before[k] for k in after} == dict.fromkeys(after, 10)
     prices = charts._sources[0].data["v"]
     assert prices[-1] == pytest.approx(f["y_close"].iloc[99] / f["y_close"].iloc[0])
+
+
+def test_with_kalman_the_bands_are_zero_and_plus_minus_k_root_s() -> None:
+    f = frame(500)
+    f["kalman_spread"] = np.linspace(-1.0, 1.0, 500)
+    f["kalman_zscore"] = f["kalman_spread"] / 0.25  # √S = 0.25 throughout
+    f.loc[10, "kalman_zscore"] = 0.0  # √S unknown: that point is not drawn
+    options = ChartOptions("Y", "X", kalman=True, threshold=2.0)
+    labels = [line.label for line in lines(options)]
+    drawn = drawing(f, NO_ALERTS, options, None)
+    _, mean = drawn.lines[labels.index("mean")]
+    t, upper = drawn.lines[labels.index("+2σ")]
+    _, lower = drawn.lines[labels.index("−2σ")]
+    assert set(mean) == {0.0}
+    np.testing.assert_allclose(upper, 0.5)
+    np.testing.assert_allclose(lower, -0.5)
+    assert len(t) == 499
+    assert T0 + 10_000 not in t
