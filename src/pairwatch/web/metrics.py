@@ -1,9 +1,10 @@
 """Prometheus metrics and the /healthz decision, read from a running daemon at request time.
 
 Nothing here is on the hot path: the stages keep plain counters, and a scrape reads them
-on the event loop (attribute and dict reads; the lag percentiles take the 4,096 samples of
-the window). The outbox's undelivered rows are the one value kept only in SQLite:
-``Metrics.render`` counts them in a worker thread before it formats the page.
+on the daemon's event loop (attribute and dict reads; the lag percentiles take the 4,096
+samples of the window) — the page server's routes hand the read over (``routes.on_loop``).
+The outbox's undelivered rows are the one value kept only in SQLite: ``Metrics.render``
+counts them in a worker thread before it formats the page.
 
 The health answer is a pure function of a few readings and ``now`` (``decide``), so every
 case is testable without a daemon; ``read_health`` takes those readings from one.
