@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST
 from tornado.web import RequestHandler
 
-from pairwatch.web.metrics import STARTUP_GRACE_S, Metrics, health
+from pairwatch.web.health import STARTUP_GRACE_S, health
+from pairwatch.web.metrics import Metrics
 
 if TYPE_CHECKING:
     from pairwatch.daemon.service import Daemon

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from pairwatch.web.metrics import (
+from pairwatch.web.health import (
     STARTUP_GRACE_S,
     FeedReading,
     HealthReadings,

@@ -20,7 +20,8 @@ from pairwatch import __version__
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
 from pairwatch.events import Trade
-from pairwatch.web.metrics import Metrics, health
+from pairwatch.web.health import health
+from pairwatch.web.metrics import Metrics
 from pairwatch.web.routes import HealthzHandler, MetricsHandler, extra_patterns, on_loop
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
