@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from pairwatch.daemon.retention import first_series_sql, next_series_sql
@@ -140,7 +139,7 @@ def load_frame(
         frame = pd.DataFrame(values[:, 1:], columns=list(CHART_METRICS))
         frame.insert(0, "ts", ts)
         for leg, bars in zip(("y", "x"), legs, strict=True):
-            aligned = _align(ts, bars.result())
+            aligned = fastread.align(ts, bars.result(), len(LEG_COLUMNS))
             for n, column in enumerate(LEG_COLUMNS):
                 frame[f"{leg}_{column}"] = aligned[:, n]
     frame.insert(1, "time", utc_times(ts))
@@ -164,17 +163,6 @@ def _bars(db_path: Path, symbol: str, timeframe: str, lo: int, hi: int) -> Any:
         [symbol, timeframe, lo, hi],
         1 + len(LEG_COLUMNS),
     )
-
-
-def _align(ts: npt.NDArray[np.int64], bars: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Return the bars' columns at each of ``ts`` (NaN where there is no bar)."""
-    out = np.full((len(ts), len(LEG_COLUMNS)), np.nan)
-    if len(ts) and len(bars):
-        at = bars[:, 0].astype(np.int64)
-        index = np.minimum(np.searchsorted(at, ts), len(at) - 1)
-        hit = at[index] == ts
-        out[hit] = bars[index[hit], 1:]
-    return out
 
 
 _CHUNK: Final = 262_144

@@ -287,7 +287,9 @@ def _batches(
 
     def leg(n: int, symbol: str, ts: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         params: list[fastread.Param] = [symbol, timeframe, int(ts[0]), int(ts[-1])]
-        return _aligned(ts, readers[n].matrices(bars_sql, params, width, len(ts) + 1))
+        blocks = list(readers[n].matrices(bars_sql, params, width, len(ts) + 1))
+        bars = np.concatenate(blocks) if blocks else np.empty((0, width))
+        return fastread.align(ts, bars, len(BAR_FIELDS))
 
     def finish(ts: Any, block: Any, legs: list[Future[Any]]) -> Any:
         return _to_batch(ts, [f.result() for f in legs], block[:, 1:], schema)
@@ -356,21 +358,6 @@ def _reader(conn: sqlite3.Connection) -> fastread.Reader:
     if path and fastread.available():
         return fastread.FastReader(Path(path))
     return fastread.PythonReader(conn, owned=False)
-
-
-def _aligned(
-    ts: npt.NDArray[np.int64], blocks: Iterator[fastread.Matrix]
-) -> npt.NDArray[np.float64]:
-    """Return one leg's bar columns at each of ``ts`` (NaN rows where it has no bar)."""
-    parts = list(blocks)
-    bars = np.concatenate(parts) if parts else np.empty((0, 1 + len(BAR_FIELDS)))
-    out = np.full((len(ts), len(BAR_FIELDS)), np.nan)
-    if len(bars):
-        at = bars[:, 0].astype(np.int64)
-        index = np.minimum(np.searchsorted(at, ts), len(at) - 1)
-        hit = at[index] == ts
-        out[hit] = bars[index[hit], 1:]
-    return out
 
 
 def _to_batch(

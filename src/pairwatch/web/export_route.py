@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import tornado.http1connection
 import tornado.iostream
@@ -199,9 +199,6 @@ class ExportHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(text + "\n")
-
-    def data_received(self, chunk: bytes) -> Any:  # pragma: no cover -- GET only
-        return None
 
 
 _ARGS: Final = ("y", "x", "timeframe", "window", "from", "to", "format")

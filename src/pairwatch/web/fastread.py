@@ -203,6 +203,18 @@ class PythonReader:
             self._conn.close()
 
 
+def align(ts: npt.NDArray[np.int64], rows: Matrix, columns: int) -> Matrix:
+    """Return the value columns of ``rows`` (ts first, in order) at each of ``ts``: one row
+    per ts, NaN where ``rows`` has none (a leg's bars joined to a series' snapshots)."""
+    out = np.full((len(ts), columns), np.nan)
+    if len(ts) and len(rows):
+        at = rows[:, 0].astype(np.int64)
+        index = np.minimum(np.searchsorted(at, ts), len(at) - 1)
+        hit = at[index] == ts
+        out[hit] = rows[index[hit], 1:]
+    return out
+
+
 def available() -> bool:
     """Return whether the fast reader can be used here."""
     return _library() is not None

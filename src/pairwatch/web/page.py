@@ -191,21 +191,7 @@ class Page:
         self._doc = pn.state.curdoc
         self._prime()
         pn.state.onload(self._started)
-        pn.state.on_session_destroyed(self._destroyed)
         return page
-
-    def _destroyed(self, _: Any) -> None:
-        """The tab is gone: drop the data and figures (Panel's context variables can keep
-        this object reachable a while; its megabytes need not be)."""
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-        self.frame = None
-        self.alert_table = data.load_alerts_empty()
-        self.charts.frame = pd.DataFrame()
-        self.charts.alerts = pd.DataFrame()
-        self.charts.on_zoom = None
-        self._doc = None
 
     # --- loading ---------------------------------------------------------------------
 

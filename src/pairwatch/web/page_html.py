@@ -6,11 +6,11 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import pandas as pd
 
+from pairwatch.notifiers.formatting import utc
 from pairwatch.web import data
 from pairwatch.web.data import SeriesKey
 
@@ -32,9 +32,7 @@ class FeedHealth:
 
 
 def fmt_time(ms: int | None) -> str:
-    if ms is None:
-        return "–"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "–" if ms is None else utc(ms)
 
 
 def fmt_value(value: float) -> str:

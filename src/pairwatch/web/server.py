@@ -50,10 +50,7 @@ class WebServer:
 
 def free_port(host: str) -> int:
     """Return a TCP port that is free on ``host`` now (for ``web.port = 0``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    return _bind_probe(host, 0)
 
 
 def check_port(host: str, port: int) -> None:
@@ -61,10 +58,16 @@ def check_port(host: str, port: int) -> None:
 
     Checked before the server is made: Tornado's own failed bind leaves its socket open.
     """
+    _bind_probe(host, port)
+
+
+def _bind_probe(host: str, port: int) -> int:
+    """Bind a throw-away socket to ``host:port``; return the port it got."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
+        return int(probe.getsockname()[1])
 
 
 def origins(web: WebSettings, port: int) -> list[str]:
