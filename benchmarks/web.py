@@ -1,14 +1,22 @@
 """Web page: time to first complete render for 86,400 and 1M bars, and the loop's stall meanwhile.
 
 Uses the database of ``benchmarks/export.py`` (one series of ``--rows`` 1 s snapshots,
-ETHUSDT/BTCUSDT window 100, both legs' bars; built on first use, kept with ``--db``). The
-page is served by ``serve_web`` from this process — as the daemon serves it, on its own
-loop in a thread — while a 1 ms event-loop lag probe runs on this process's main loop (the
-daemon's, which ingests trades). Headless Chromium (Debian's), driven by Playwright from a
-child process (so the driver's own work is not on the probed loop), opens ``?range=24 h``
-(the last 86,400 bars) and ``?range=all`` (every bar), a new page each time in one browser
-(its cache warm after the
-first load, as for a user who comes back).
+ETHUSDT/BTCUSDT window 100, both legs' bars; built on first use, kept with ``--db``). A 1 ms
+event-loop lag probe runs on this process's main loop, standing for the daemon's (which
+ingests trades), while the page is served
+
+- ``child``: as the daemon serves it — by a page process of its own (``WebProcess``,
+  ``python -m pairwatch.web.child``), whose questions (the feed-health strip pushed each
+  second) are answered on this loop by ``Answers`` of a daemon built on the same settings;
+- ``thread``: by ``serve_web`` in this process, on a loop of its own in a thread (how the
+  daemon served it before: for comparison in the same run).
+
+Headless Chromium (Debian's), driven by Playwright from a child process (so the driver's own
+work is not on the probed loop), opens ``?range=24 h`` (the last 86,400 bars) and
+``?range=all`` (every bar), a new page each time in one browser (its cache warm after the
+first load, as for a user who comes back). The browser and its driver run with
+``--browser-nice`` (default 10): they stand for the user's own machine, and on these two
+shared cores they would otherwise take CPU from the probed loop in either mode.
 
 **First complete render** = from ``page.goto`` to the page saying it drew the series with
 the expected bar count (``.pw-shown[data-rows=N]``, set in the same document update as the
@@ -16,18 +24,22 @@ chart data), plus two animation frames in the browser (the canvases painted).
 **Loop stall** = the longest lateness of the 1 ms probe while the page loads, and its p99.
 
     .venv/bin/python benchmarks/web.py [--rows 1000000] [--runs 5] [--db PATH]
+        [--mode child|thread|both] [--browser-nice 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import secrets
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +48,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import loop_lag, machine
 from export import build
+from pairwatch.config.settings import Settings
 from pairwatch.config.web_settings import WebSettings
-from pairwatch.web.server import serve_web
+from pairwatch.daemon.service import Daemon
+from pairwatch.daemon.web_setup import WebProcess
+from pairwatch.web.answers import Answers
+from pairwatch.web.child import ChildConfig
+from pairwatch.web.server import free_port, serve_web
 from support.browser import chromium
 
 RANGES = {"24 h": 86_400, "all": None}
@@ -65,14 +82,39 @@ async def drive(loads: list[tuple[str, int]]) -> None:
             print(f"TIME {await one_load(browser, url, rows):.4f}", flush=True)
 
 
-async def bench(db: Path, rows: int, runs: int) -> None:
-    async with serve_web(WebSettings(port=0), db, timeframes={"1s": 1_000}) as server:
-        plan = [(f"{server.url}?range=15 min", 900, "warm-up")]  # the browser's cache
+@contextlib.asynccontextmanager
+async def served(mode: str, db: Path, tmp: Path) -> AsyncIterator[str]:
+    """Serve the page as ``mode`` says; yield its URL."""
+    if mode == "thread":
+        async with serve_web(WebSettings(port=0), db, timeframes={"1s": 1_000}) as server:
+            yield server.url
+        return
+    daemon = Daemon(Settings(data_dir=tmp, feed={"symbols": ["BTCUSDT", "ETHUSDT"]}))
+    config = ChildConfig(
+        web=WebSettings(port=free_port("127.0.0.1")),
+        db_path=db,
+        timeframes={"1s": 1_000},
+        cookie_secret=secrets.token_urlsafe(32),
+        log_level="WARNING",
+    )
+    web = WebProcess(config, Answers(daemon))
+    web.start()
+    try:
+        await web.wait_ready()
+        yield web.url
+    finally:
+        await web.stop()
+
+
+async def bench(db: Path, rows: int, runs: int, mode: str, tmp: Path, browser_nice: int) -> None:
+    async with served(mode, db, tmp) as url:
+        plan = [(f"{url}?range=15 min", 900, "warm-up")]  # the browser's cache
         for label, count in RANGES.items():
             expected = rows if count is None else min(count, rows)
-            url = f"{server.url}?pair=ETHUSDT/BTCUSDT&timeframe=1s&window=100&range={label}"
-            plan += [(url, expected, label)] * runs
+            query = f"?pair=ETHUSDT/BTCUSDT&timeframe=1s&window=100&range={label}"
+            plan += [(url + query, expected, label)] * runs
         child = await asyncio.create_subprocess_exec(
+            "nice", "-n", str(browser_nice),
             sys.executable, __file__, "--drive", json.dumps([(u, n) for u, n, _ in plan]),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -101,7 +143,7 @@ async def bench(db: Path, rows: int, runs: int) -> None:
             p99s = [p for _, _, p in results[label]]
             shown = ", ".join(f"{t:.2f}" for t in times)
             print(
-                f"range {label!r} ({expected:,} bars): first complete render median "
+                f"{mode}: range {label!r} ({expected:,} bars): first complete render median "
                 f"{statistics.median(times):.2f} s (runs: {shown}); loop stall max median "
                 f"{statistics.median(stalls):.1f} ms (runs: "
                 f"{', '.join(f'{s:.1f}' for s in stalls)}), p99 median "
@@ -114,6 +156,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--db", type=Path, help="keep (and reuse) the database here")
+    parser.add_argument("--mode", choices=("child", "thread", "both"), default="both")
+    parser.add_argument(
+        "--browser-nice", type=int, default=10,
+        help="nice value of the browser and its driver (they stand for a user's machine)",
+    )  # fmt: skip
     parser.add_argument("--drive", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
@@ -123,7 +170,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "bench.sqlite3"
         build(db, args.rows)
-        asyncio.run(bench(db, args.rows, args.runs))
+        for mode in ("child", "thread") if args.mode == "both" else (args.mode,):
+            asyncio.run(bench(db, args.rows, args.runs, mode, Path(tmp), args.browser_nice))
 
 
 if __name__ == "__main__":

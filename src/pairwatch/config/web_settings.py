@@ -11,6 +11,8 @@ from pairwatch.config.durations import PositiveDuration
 
 _SECTION = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 _PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
+_ORIGIN = re.compile(r"[A-Za-z0-9*][A-Za-z0-9.*-]*(:[0-9]{1,5})?")
+"""What Bokeh's websocket origin check takes: ``host[:port]``, ``*`` wildcards."""
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
@@ -69,7 +71,8 @@ class WebSettings(BaseModel):
         default=(),
         description=(
             "Extra host[:port] origins allowed to open the page's websocket (the public name "
-            "of a reverse proxy); the listening address is always allowed."
+            "of a reverse proxy); the listening address is always allowed, except an IPv6 "
+            "one (open such a page by a name listed here)."
         ),
     )
     live_interval: PositiveDuration | None = Field(
@@ -86,6 +89,18 @@ class WebSettings(BaseModel):
         if not _PREFIX.fullmatch(prefix):
             raise ValueError(f"expected a URL path such as '/pairwatch', got {value!r}")
         return prefix
+
+    @field_validator("websocket_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"expected a host name or address with an optional port, such as "
+                    f"'monitor.example.com' or '10.0.0.5:443', got {origin!r} (the page's "
+                    f"server cannot name an IPv6 address here: use a host name)"
+                )
+        return value
 
     @field_validator("password", "cookie_secret")
     @classmethod

@@ -43,10 +43,9 @@ from pairwatch.daemon.startup import (
     resumable,
     warm_up_analytics,
 )
-from pairwatch.daemon.web_setup import open_web
+from pairwatch.daemon.web_setup import WebProcess, open_web
 from pairwatch.daemon.writer import Writer
 from pairwatch.errors import PairwatchError
-from pairwatch.web.server import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +81,8 @@ class Daemon:
         self.alerts: AlertRuntime | None = None
         self.mqtt: MqttRuntime | None = None
         self.backend: DaemonBackend | None = None
-        self.web: WebServer | None = None
-        """Where the web page listens, once started (None when ``web.enabled`` is false)."""
+        self.web: WebProcess | None = None
+        """The web page's process, where it listens (None when ``web.enabled`` is false)."""
         self.ready = asyncio.Event()
         self.base_url = settings.feed.stream_url_base
 

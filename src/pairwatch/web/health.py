@@ -23,6 +23,17 @@ STARTUP_GRACE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
+class FeedHealth:
+    """The feed-health strip: what the daemon knows in memory."""
+
+    connected: bool
+    lag_ms: float
+    trades_per_s: float
+    gaps: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FeedReading:
     """One feed connection: its index, how many streams it carries, whether it is open."""
 

@@ -2,7 +2,7 @@
 
 Nothing here is on the hot path: the stages keep plain counters, and a scrape reads them
 on the daemon's event loop (attribute and dict reads; the lag percentiles take the 4,096
-samples of the window) — the page server's routes hand the read over (``routes.on_loop``).
+samples of the window) — the page process asks for it (``answers.Answers``).
 The outbox's undelivered rows are the one value kept only in SQLite: ``Metrics.render``
 counts them in a worker thread before it formats the page.
 
@@ -16,7 +16,7 @@ import logging
 import math
 import sqlite3
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -295,18 +295,13 @@ class Metrics:
         self._daemon = daemon
         self._read_error: str | None = None
 
-    async def render(
-        self, on_daemon: Callable[[Callable[[], bytes]], Awaitable[bytes]] | None = None
-    ) -> bytes:
-        """Read the outbox's pending rows in a worker, then return the page (text format),
-        collected by ``on_daemon`` (on the daemon's loop) when given."""
+    async def render(self) -> bytes:
+        """Read the outbox's pending rows in a worker, then return the page (text format).
+
+        Call on the daemon's loop."""
         self.collector.outbox_pending = await asyncio.to_thread(self._read_pending)
-
-        def page() -> bytes:
-            text: bytes = generate_latest(self.registry)
-            return text
-
-        return page() if on_daemon is None else await on_daemon(page)
+        text: bytes = generate_latest(self.registry)
+        return text
 
     def _read_pending(self) -> dict[str, int] | None:
         db = self._daemon.settings.db_path

@@ -8,32 +8,31 @@ in when the read is back, so a slow range never holds the server's loop.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
-from urllib.parse import urlencode
 
 import pandas as pd
 import panel as pn
 
-from pairwatch.daemon.store import open_store
 from pairwatch.web import data
 from pairwatch.web.charts import ChartOptions, Charts
 from pairwatch.web.data import SeriesKey
+from pairwatch.web.health import FeedHealth
 from pairwatch.web.page_html import (
-    FeedHealth,
     alerts_html,
+    download_links,
+    epoch_ms,
     filter_alerts,
-    fmt_time,
     health_html,
     stats_html,
+    status_html,
     url_choices,
 )
+from pairwatch.web.view_read import View, read, read_view
 
 logger = logging.getLogger(__name__)
 
@@ -65,20 +64,11 @@ class PageContext:
     db_path: Path
     timeframes: Mapping[str, int] = field(default_factory=dict)
     """Timeframe label → length in ms (live mode polls once per bar)."""
-    health: Callable[[], FeedHealth] | None = None
+    health: Callable[[], FeedHealth | None] | None = None
     live_interval_s: float | None = None
     prefix: str = ""
     """The server's URL prefix (the export links are absolute paths)."""
     clock: Callable[[], float] = time.time
-
-
-def read(db_path: Path, query: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``query`` on a fresh read-only connection (call from a worker thread)."""
-    conn = open_store(db_path, readonly=True)
-    try:
-        return query(conn)
-    finally:
-        conn.close()
 
 
 class Page:
@@ -214,7 +204,7 @@ class Page:
         self._requested = (key, self.range.value, self.custom.value)
         try:
             loaded = self._read(key)
-            drawn = self.charts.compute(loaded[0], loaded[1], self._options(key))
+            drawn = self.charts.compute(loaded.frame, loaded.alerts, self._options(key))
         except Exception as exc:
             self._requested = None
             logger.warning("web page: reading %s failed: %s", key, exc)
@@ -303,7 +293,7 @@ class Page:
         """Return the [start, end) of the range the controls name (epoch ms)."""
         if self.custom.value is not None:
             start, end = self.custom.value
-            return _ms(start), _ms(end)
+            return epoch_ms(start), epoch_ms(end)
         back = RANGES.get(self.range.value or DEFAULT_RANGE)
         return (None if back is None else last_ts - back + 1), None
 
@@ -322,7 +312,9 @@ class Page:
         options = self._options(key)
         try:
             loaded = await asyncio.to_thread(self._read, key)
-            drawn = await asyncio.to_thread(self.charts.compute, loaded[0], loaded[1], options)
+            drawn = await asyncio.to_thread(
+                self.charts.compute, loaded.frame, loaded.alerts, options
+            )
         except Exception as exc:
             self._requested = None  # the same choice may be tried again
             logger.warning("web page: reading %s failed: %s", key, exc)
@@ -335,7 +327,7 @@ class Page:
 
         self._in_document(lambda: self._show_loaded(key, loaded, drawn))
 
-    def _show_loaded(self, key: SeriesKey, loaded: Any, drawn: Any) -> None:
+    def _show_loaded(self, key: SeriesKey, loaded: View, drawn: Any) -> None:
         """Show what ``_read`` and ``Charts.compute`` made (under the document lock)."""
         frame, alerts, stats, table, span = loaded
         self.key, self.frame = key, frame
@@ -381,32 +373,8 @@ class Page:
         else:
             doc.add_next_tick_callback(change)
 
-    def _read(
-        self, key: SeriesKey
-    ) -> tuple[
-        pd.DataFrame, pd.DataFrame, data.Stats | None, pd.DataFrame, tuple[int | None, int | None]
-    ]:
-        span: tuple[int | None, int | None] = (0, 0)
-
-        def query(conn: sqlite3.Connection) -> Any:
-            nonlocal span
-            bounds = data.time_bounds(conn, key)
-            if bounds is None:
-                empty = data.load_frame(self.context.db_path, key, 0, 0)
-                return empty, data.load_alerts(conn, target=key.pair, start=0, end=0), None
-            start, end = span = self.bounds(bounds[1])
-            frame = data.load_frame(self.context.db_path, key, start, end)
-            alerts = data.load_alerts(conn, target=key.pair, start=start, end=end)
-            alerts = alerts[
-                (alerts["timeframe"] == key.timeframe) & (alerts["window"] == key.window)
-            ]
-            # An alert's ``at`` is its bar's close; the charts draw bars at their open.
-            alerts = alerts.assign(at=alerts["at"] - self.context.timeframes.get(key.timeframe, 0))
-            return frame, alerts, data.load_stats(conn, key)
-
-        frame, alerts, stats = read(self.context.db_path, query)
-        table = read(self.context.db_path, lambda c: data.load_alerts(c, limit=1_000))
-        return frame, alerts, stats, table, span
+    def _read(self, key: SeriesKey) -> View:
+        return read_view(self.context.db_path, key, self.bounds, self.context.timeframes)
 
     def _options(self, key: SeriesKey) -> ChartOptions:
         return ChartOptions(
@@ -438,14 +406,7 @@ class Page:
         key, frame = self.key, self.frame
         if key is None or frame is None:
             return
-        span = ""
-        if len(frame):
-            span = f", {fmt_time(int(frame['ts'].iloc[0]))} – {fmt_time(int(frame['ts'].iloc[-1]))}"
-        self.status.object = (
-            f"<span class='pw-shown' data-rows='{len(frame)}'>{html.escape(key.pair)} · "
-            f"{html.escape(key.timeframe)} · window {key.window}: {len(frame):,} bars"
-            f"{html.escape(span)}</span>"
-        )
+        self.status.object = status_html(key, frame)
 
     async def _restyle(self, _: Any) -> None:
         await self._redraw(self.charts.visible)
@@ -500,28 +461,4 @@ class Page:
 
     def _links(self, key: SeriesKey, start: int | None, end: int | None) -> None:
         """Point the download links at the export route for the shown range."""
-        query: dict[str, Any] = {
-            "y": key.y, "x": key.x, "timeframe": key.timeframe, "window": key.window,
-        }  # fmt: skip
-        if start is not None:
-            query["from"] = start
-        if end is not None:
-            query["to"] = end
-        links = []
-        for kind, label in (("csv", "CSV"), ("parquet", "Parquet")):
-            href = f"{self.context.prefix}/export?{urlencode({**query, 'format': kind})}"
-            name = f"{key.y}-{key.x}-{key.timeframe}-w{key.window}.{kind}"
-            links.append(
-                f"<a class='pw-download pw-{kind}' href='{html.escape(href)}' "
-                f"download='{html.escape(name)}'>⬇ {label}</a>"
-            )
-        self.downloads.object = "Export the range: " + " · ".join(links)
-
-
-def _ms(value: Any) -> int | None:
-    if value is None:
-        return None
-    moment = pd.Timestamp(value)
-    if moment.tzinfo is None:
-        moment = moment.tz_localize("UTC")
-    return int(moment.timestamp() * 1000)
+        self.downloads.object = download_links(self.context.prefix, key, start, end)

@@ -5,30 +5,20 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import pandas as pd
 
 from pairwatch.notifiers.formatting import utc
 from pairwatch.web import data
 from pairwatch.web.data import SeriesKey
+from pairwatch.web.health import FeedHealth
 
 FILTERED: Final = ("rule", "target", "timeframe", "kind", "severity", "message")
 """Alert table columns the filter box searches (case-insensitive substring)."""
 TABLE_ROWS: Final = 200
 """Most alert rows shown (the newest)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FeedHealth:
-    """The feed-health strip: what the daemon knows in memory."""
-
-    connected: bool
-    lag_ms: float
-    trades_per_s: float
-    gaps: int
-    detail: str = ""
 
 
 def fmt_time(ms: int | None) -> str:
@@ -132,3 +122,45 @@ def alerts_html(table: pd.DataFrame) -> str:
         else ""
     )
     return f"<table class='pw-alert-table'><tr>{head}</tr>{''.join(body)}</table>{more}"
+
+
+def status_html(key: SeriesKey, frame: pd.DataFrame) -> str:
+    """Say what is drawn: the series, its bar count and time span (UTC)."""
+    span = ""
+    if len(frame):
+        span = f", {fmt_time(int(frame['ts'].iloc[0]))} – {fmt_time(int(frame['ts'].iloc[-1]))}"
+    return (
+        f"<span class='pw-shown' data-rows='{len(frame)}'>{html.escape(key.pair)} · "
+        f"{html.escape(key.timeframe)} · window {key.window}: {len(frame):,} bars"
+        f"{html.escape(span)}</span>"
+    )
+
+
+def download_links(prefix: str, key: SeriesKey, start: int | None, end: int | None) -> str:
+    """The export route's links (CSV, Parquet) for ``key`` over [start, end)."""
+    query: dict[str, Any] = {
+        "y": key.y, "x": key.x, "timeframe": key.timeframe, "window": key.window,
+    }  # fmt: skip
+    if start is not None:
+        query["from"] = start
+    if end is not None:
+        query["to"] = end
+    links = []
+    for kind, label in (("csv", "CSV"), ("parquet", "Parquet")):
+        href = f"{prefix}/export?{urlencode({**query, 'format': kind})}"
+        name = f"{key.y}-{key.x}-{key.timeframe}-w{key.window}.{kind}"
+        links.append(
+            f"<a class='pw-download pw-{kind}' href='{html.escape(href)}' "
+            f"download='{html.escape(name)}'>⬇ {label}</a>"
+        )
+    return "Export the range: " + " · ".join(links)
+
+
+def epoch_ms(value: Any) -> int | None:
+    """A picker's date-time (naive: UTC) as epoch ms; None stays None."""
+    if value is None:
+        return None
+    moment = pd.Timestamp(value)
+    if moment.tzinfo is None:
+        moment = moment.tz_localize("UTC")
+    return int(moment.timestamp() * 1000)

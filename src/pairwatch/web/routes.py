@@ -1,67 +1,59 @@
 """The web server's extra routes: ``/healthz`` (JSON) and ``/metrics`` (Prometheus text).
 
-Both answer from the daemon's memory, read on the daemon's own event loop (the page server
-runs on a loop of its own, in a thread: ``OnDaemon`` hands the read over, so no dict is
-read while the loop changes it); the one store read (the outbox's pending rows, for
-``/metrics``) runs in a worker thread. ``extra_patterns`` returns the
-routes in the shape Panel's and Bokeh's ``extra_patterns`` (and ``tornado.web.Application``)
-take; a URL prefix of the server applies to them too.
+Both answer from the daemon's memory. The page is served by a process of its own
+(``web/child.py``), so these handlers *ask* the daemon (``Ask``): through the pipe to the
+daemon in production (``child.DaemonLink``), or ``answers.Answers`` directly in tests.
+A daemon that does not answer within ``ASK_TIMEOUT_S`` (its loop blocked, or it is gone)
+makes ``/healthz`` fail with 503 — the check a monitor wants. ``extra_patterns`` returns
+the routes in the shape Panel's and Bokeh's ``extra_patterns`` (and
+``tornado.web.Application``) take; a URL prefix of the server applies to them too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from tornado.web import RequestHandler
 
-from pairwatch.web.health import STARTUP_GRACE_S, health
-from pairwatch.web.metrics import Metrics
+Ask = Callable[[str], Awaitable[Mapping[str, Any]]]
+"""Asks the daemon one question (``answers.QUESTIONS``) and returns its answer; raises
+``ConnectionError`` when the daemon cannot be asked."""
 
-if TYPE_CHECKING:
-    from pairwatch.daemon.service import Daemon
-
-HealthCheck = Callable[[], tuple[int, Mapping[str, object]]]
-"""Returns the HTTP status and the JSON body of ``/healthz``."""
-T = TypeVar("T")
-OnDaemon = Callable[[Callable[[], T]], Awaitable[T]]
-"""Runs a function on the daemon's loop and returns its result to the caller's loop."""
+ASK_TIMEOUT_S = 5.0
+"""How long a route waits for the daemon's answer."""
 
 
-async def here(read: Callable[[], T]) -> T:
-    """``OnDaemon`` when the routes are served on the daemon's own loop (tests)."""
-    return read()
+class UnansweredError(Exception):
+    """The daemon did not answer: why, for the response."""
 
 
-def on_loop(loop: asyncio.AbstractEventLoop) -> OnDaemon[Any]:
-    """Return an ``OnDaemon`` that runs each read on ``loop`` (the daemon's)."""
-
-    async def call(read: Callable[[], Any]) -> Any:
-        if asyncio.get_running_loop() is loop:
-            return read()
-
-        async def run() -> Any:
-            return read()
-
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop))
-
-    return call
+async def ask_daemon(ask: Ask, question: str) -> Mapping[str, Any]:
+    """Return the daemon's answer; raise ``UnansweredError`` when there is none in time."""
+    try:
+        async with asyncio.timeout(ASK_TIMEOUT_S):
+            return await ask(question)
+    except TimeoutError:
+        raise UnansweredError(f"the daemon did not answer within {ASK_TIMEOUT_S:g} s") from None
+    except ConnectionError as exc:
+        raise UnansweredError(f"the daemon cannot be asked: {exc}") from None
 
 
 class HealthzHandler(RequestHandler):
     """``GET /healthz``: 200 when healthy (or still starting), 503 with the problems."""
 
-    def initialize(self, check: HealthCheck, on_daemon: OnDaemon[Any] = here) -> None:
-        self._check = check
-        self._on_daemon = on_daemon
+    def initialize(self, ask: Ask) -> None:
+        self._ask = ask
 
     async def get(self) -> None:
-        status, body = await self._on_daemon(self._check)
+        try:
+            answer = await ask_daemon(self._ask, "healthz")
+            status, body = int(answer["status"]), answer["body"]
+        except UnansweredError as exc:
+            status, body = 503, {"status": "failing", "problems": [str(exc)]}
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -71,29 +63,26 @@ class HealthzHandler(RequestHandler):
 class MetricsHandler(RequestHandler):
     """``GET /metrics``: every metric in the Prometheus text format."""
 
-    def initialize(self, metrics: Metrics, on_daemon: OnDaemon[Any] = here) -> None:
-        self._metrics = metrics
-        self._on_daemon = on_daemon
+    def initialize(self, ask: Ask) -> None:
+        self._ask = ask
 
     async def get(self) -> None:
-        page = await self._metrics.render(self._on_daemon)
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.set_header("Cache-Control", "no-store")
-        self.finish(page)
+        try:
+            answer = await ask_daemon(self._ask, "metrics")
+        except UnansweredError as exc:
+            self.set_status(503)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"{exc}\n")
+            return
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(str(answer["text"]))
 
 
-def extra_patterns(
-    daemon: Daemon,
-    *,
-    startup_grace_s: float = STARTUP_GRACE_S,
-    on_daemon: OnDaemon[Any] = here,
-) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
-    """Return the ``/healthz`` and ``/metrics`` routes of ``daemon`` (a new list each call);
-    ``on_daemon`` runs their reads on the daemon's loop (``on_loop``)."""
-    if not (math.isfinite(startup_grace_s) and startup_grace_s >= 0):
-        raise ValueError(f"startup_grace_s must be finite and >= 0, got {startup_grace_s}")
-    check = functools.partial(health, daemon, startup_grace_s=startup_grace_s)
+def extra_patterns(ask: Ask) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
+    """Return the ``/healthz`` and ``/metrics`` routes, answered by ``ask`` (a new list each
+    call: Bokeh appends its own routes to it)."""
     return [
-        (r"/healthz", HealthzHandler, {"check": check, "on_daemon": on_daemon}),
-        (r"/metrics", MetricsHandler, {"metrics": Metrics(daemon), "on_daemon": on_daemon}),
+        (r"/healthz", HealthzHandler, {"ask": ask}),
+        (r"/metrics", MetricsHandler, {"ask": ask}),
     ]

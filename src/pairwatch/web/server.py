@@ -1,11 +1,12 @@
-"""Serve the web page, /export, /healthz and /metrics, started and stopped by the daemon.
+"""Serve the web page, /export, /healthz and /metrics.
 
 Panel's Bokeh/Tornado server is made with ``start=False`` and run on an event loop of its
-own, in a thread the daemon starts and stops — not on the loop that ingests trades: Bokeh
-builds and serialises each session's document (~1,000 models for six charts) in ~0.5 s of
-Python on its loop, which on the daemon's loop stalled ingest by 0.4–0.8 s per page load
-(benchmarks/web.py). In a thread, the daemon's loop waits at most a GIL switch interval.
-Page sessions read SQLite in worker threads (``fastread``).
+own, in a thread (``ServerThread``): the thread's owner keeps its own loop free (the page
+process reads the daemon's pipe; tests and benchmarks keep theirs). Page sessions read
+SQLite in worker threads (``fastread``). The daemon runs all of this in a process of its
+own (``web/child.py``, started by ``daemon/web_setup.py``): Bokeh builds and serialises
+each session's document (~1,000 models for six charts) in ~0.5 s of Python, and its
+garbage collections pause every thread of the process that holds them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pairwatch.config.web_settings import WebSettings, is_loopback
 from pairwatch.errors import PairwatchError
 
 if TYPE_CHECKING:
-    from pairwatch.web.page_html import FeedHealth
+    from pairwatch.web.health import FeedHealth
 
 logger = logging.getLogger(__name__)
 
@@ -71,28 +72,32 @@ def _bind_probe(host: str, port: int) -> int:
 
 
 def origins(web: WebSettings, port: int) -> list[str]:
-    """Return the ``host:port`` origins allowed to open the page's websocket."""
-    allowed = [f"{web.host}:{port}"]
+    """Return the ``host:port`` origins allowed to open the page's websocket.
+
+    Bokeh's check cannot name an IPv6 address (it splits ``Host`` on every colon): a page
+    on one is opened by a name — ``localhost`` for loopback, else one of
+    ``web.websocket_origins``.
+    """
+    allowed = [] if ":" in web.host else [f"{web.host}:{port}"]
     if is_loopback(web.host):
         allowed += [f"localhost:{port}", f"127.0.0.1:{port}"]
     allowed += list(web.websocket_origins)
     return list(dict.fromkeys(allowed))
 
 
-@contextlib.asynccontextmanager
-async def serve_web(
+def page_server(
     web: WebSettings,
     db_path: Path,
     *,
     timeframes: dict[str, int],
-    health: Callable[[], FeedHealth] | None = None,
+    health: Callable[[], FeedHealth | None] | None = None,
     extra_patterns: list[tuple[str, Any, dict[str, Any]]] | None = None,
-) -> AsyncIterator[WebServer]:
-    """Serve the page until the context exits; yield where it listens.
+    cookie_secret: str | None = None,
+) -> tuple[ServerThread, WebServer]:
+    """Build the page's server (not started) and say where it will listen.
 
-    The server runs on an event loop of its own, in a thread this context starts and
-    stops (see the module's docstring). Raises ``PairwatchError`` when the address cannot
-    be bound (in use, not local).
+    ``cookie_secret`` signs login cookies when ``web.cookie_secret`` is unset (default: a
+    new random one). ``web.port = 0`` picks a free port now.
     """
     import panel as pn
 
@@ -120,36 +125,64 @@ async def serve_web(
         (r"/export", ExportHandler, {"db_path": db_path, "protected": protected}),
         *(extra_patterns or []),
     ]
-    cookie = web.cookie_secret.get_secret_value() if web.cookie_secret else None
+    if web.cookie_secret is not None:
+        cookie_secret = web.cookie_secret.get_secret_value()
     options: dict[str, Any] = {
         "port": port,
         "address": web.host,
         "websocket_origin": origins(web, port),
         "prefix": web.prefix,
         "basic_auth": web.password.get_secret_value() if web.password else None,
-        "cookie_secret": cookie or secrets.token_urlsafe(32),
+        "cookie_secret": cookie_secret or secrets.token_urlsafe(32),
         "start": False,
         "show": False,
         "title": "pairwatch",
         "extra_patterns": patterns,
         # A closed tab's document goes soon: each is ~1,000 Bokeh models that every full
-        # garbage collection walks (and that pause reaches the daemon's loop too). Not
-        # sooner than Bokeh's 15 s: a new session counts as unused until it connects.
+        # garbage collection walks. Not sooner than Bokeh's 15 s: a new session counts as
+        # unused until it connects.
         "check_unused_sessions_milliseconds": 5_000,
         "unused_session_lifetime_milliseconds": 15_000,
     }
-    thread = _ServerThread({"/": page}, options)
-    started = time.monotonic()
+    return ServerThread({"/": page}, options), WebServer(web.host, port, web.prefix)
+
+
+def start(thread: ServerThread, where: WebServer) -> None:
+    """Start ``thread``'s server; raise ``PairwatchError`` when its address cannot be bound
+    (in use, not local)."""
     try:
-        check_port(web.host, port)
-        await asyncio.to_thread(thread.start_and_wait)
+        check_port(where.host, where.port)
+        thread.start_and_wait()
     except OSError as exc:
-        raise PairwatchError(f"web: cannot listen on {web.host}:{port}: {exc.strerror}") from exc
-    where = WebServer(web.host, port, web.prefix)
+        raise PairwatchError(
+            f"web: cannot listen on {where.host}:{where.port}: {exc.strerror}"
+        ) from exc
+
+
+@contextlib.asynccontextmanager
+async def serve_web(
+    web: WebSettings,
+    db_path: Path,
+    *,
+    timeframes: dict[str, int],
+    health: Callable[[], FeedHealth | None] | None = None,
+    extra_patterns: list[tuple[str, Any, dict[str, Any]]] | None = None,
+) -> AsyncIterator[WebServer]:
+    """Serve the page from this process until the context exits; yield where it listens.
+
+    The server runs on an event loop of its own, in a thread this context starts and
+    stops. Raises ``PairwatchError`` when the address cannot be bound (in use, not local).
+    The daemon serves its page from a process of its own instead (``web/child.py``).
+    """
+    started = time.monotonic()
+    thread, where = page_server(
+        web, db_path, timeframes=timeframes, health=health, extra_patterns=extra_patterns
+    )
+    await asyncio.to_thread(start, thread, where)
     logger.info(
-        "web page at %s (%s; /healthz, /metrics) in %.0f ms",
+        "web page at %s (%s) in %.0f ms",
         where.url,
-        "login required" if protected else "no login",
+        "login required" if web.password is not None else "no login",
         (time.monotonic() - started) * 1000,
     )
     try:
@@ -159,7 +192,7 @@ async def serve_web(
         logger.info("web page stopped")
 
 
-class _ServerThread:
+class ServerThread:
     """Panel's server on an event loop of its own, in a daemon thread."""
 
     def __init__(self, apps: dict[str, Any], options: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from pairwatch.daemon.alert_service import AlertRuntime
 from pairwatch.daemon.service import Daemon
 from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
 from pairwatch.daemon.writer import Writer
+from pairwatch.web.answers import Answers
 from pairwatch.web.metrics import Metrics
 from pairwatch.web.routes import extra_patterns
 
@@ -175,7 +176,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
             await first_of(task, daemon.ready.wait())
             await first_of(task, daemon.feeds[0].connected.wait())
             # The grace is 0: a feed that is down fails /healthz at once.
-            app = tornado.web.Application(extra_patterns(daemon, startup_grace_s=0.0))
+            app = tornado.web.Application(extra_patterns(Answers(daemon, startup_grace_s=0.0)))
             async with (
                 serve(app) as port,
                 httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
@@ -389,6 +390,7 @@ async def test_the_daemon_serves_the_page_health_and_metrics_under_its_prefix(
             await first_of(task, daemon.ready.wait())
             await first_of(task, daemon.feeds[0].connected.wait())
             assert daemon.web is not None
+            await first_of(task, daemon.web.ready.wait())
             assert daemon.web.url.startswith("http://127.0.0.1:")
             assert daemon.web.url.endswith("/pw/")
             async with httpx.AsyncClient(base_url=daemon.web.url) as client:

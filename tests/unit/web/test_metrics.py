@@ -7,7 +7,7 @@ over HTTP in tests/integration/web/test_routes.py.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -20,9 +20,10 @@ from pairwatch import __version__
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
 from pairwatch.events import Trade
+from pairwatch.web.answers import Answers
 from pairwatch.web.health import health
 from pairwatch.web.metrics import Metrics
-from pairwatch.web.routes import HealthzHandler, MetricsHandler, extra_patterns, on_loop
+from pairwatch.web.routes import HealthzHandler, MetricsHandler, extra_patterns
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -135,38 +136,39 @@ def test_a_daemon_still_starting_is_healthy_within_the_grace_only(daemon: Daemon
 
 
 def test_extra_patterns_gives_both_routes_in_a_new_list_each_call(daemon: Daemon) -> None:
-    first = extra_patterns(daemon)
+    answers = Answers(daemon)
+    first = extra_patterns(answers)
     assert [(pattern, handler) for pattern, handler, _ in first] == [
         ("/healthz", HealthzHandler),
         ("/metrics", MetricsHandler),
     ]
-    assert set(first[0][2]) == {"check", "on_daemon"}
-    assert set(first[1][2]) == {"metrics", "on_daemon"}
+    assert first[0][2] == {"ask": answers}
+    assert first[1][2] == {"ask": answers}
     first.append(("/login", HealthzHandler, {}))  # as Bokeh does with its auth routes
-    assert len(extra_patterns(daemon)) == 2
+    assert len(extra_patterns(answers)) == 2
 
 
-async def test_reads_run_on_the_daemons_loop_when_served_from_another() -> None:
-    # The page server has a loop of its own, in a thread: /healthz and /metrics hand their
-    # reads of the daemon's dicts to the daemon's loop.
-    daemon_loop = asyncio.get_running_loop()
-    seen: list[asyncio.AbstractEventLoop] = []
-    call = on_loop(daemon_loop)
-
-    def read() -> int:
-        seen.append(asyncio.get_running_loop())
-        return 42
-
-    def serve() -> int:
-        return asyncio.run(call(read))  # another loop, in another thread
-
-    assert await asyncio.to_thread(serve) == 42
-    assert seen == [daemon_loop]
-    assert await call(read) == 42  # on the daemon's loop itself: called directly
-    assert seen == [daemon_loop, daemon_loop]
+async def test_answers_are_json_ready_and_an_unknown_question_is_refused(
+    daemon: Daemon,
+) -> None:
+    answers = Answers(daemon, startup_grace_s=0.0)
+    healthz = await answers("healthz")
+    assert healthz["status"] == 503
+    assert healthz["body"]["problems"] == [
+        "start-up has not finished",
+        "the store writer is not running",
+    ]
+    daemon.health.accepted = 5
+    metrics = samples((await answers("metrics"))["text"].encode())
+    assert metrics[("pairwatch_trades_accepted_total", ())] == 5
+    feed = (await answers("feed"))["feed"]
+    assert (feed["connected"], feed["gaps"], feed["trades_per_s"]) == (False, 0, 0.0)
+    json.dumps([healthz, feed])  # what goes down the pipe
+    with pytest.raises(ValueError, match=r"unknown question .x. \(known: healthz, metrics, feed"):
+        await answers("x")
 
 
 @pytest.mark.parametrize("grace", [-1.0, float("nan")])
-def test_extra_patterns_refuses_an_invalid_grace(daemon: Daemon, grace: float) -> None:
+def test_answers_refuse_an_invalid_grace(daemon: Daemon, grace: float) -> None:
     with pytest.raises(ValueError, match="startup_grace_s must be finite and >= 0"):
-        extra_patterns(daemon, startup_grace_s=grace)
+        Answers(daemon, startup_grace_s=grace)
