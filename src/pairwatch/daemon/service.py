@@ -35,6 +35,7 @@ from pairwatch.daemon.maintenance import feed_stats_row, schedule_upkeep, stop_s
 from pairwatch.daemon.mqtt_service import MqttRuntime
 from pairwatch.daemon.notifier_setup import open_notifiers, start_notifiers
 from pairwatch.daemon.pipeline import Pipeline
+from pairwatch.daemon.sdnotify import Systemd, status_line
 from pairwatch.daemon.sources.binance import BinanceFeed, FeedOptions, stream_names, stream_urls
 from pairwatch.daemon.startup import (
     builtin_simulator,
@@ -85,6 +86,8 @@ class Daemon:
         """The web page's process, where it listens (None when ``web.enabled`` is false)."""
         self.ready = asyncio.Event()
         self.base_url = settings.feed.stream_url_base
+        self.systemd = Systemd.from_environ()
+        """READY/STATUS/WATCHDOG/STOPPING to systemd (a no-op without ``$NOTIFY_SOCKET``)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
@@ -107,8 +110,9 @@ class Daemon:
             writer = self.writer = Writer(
                 settings.db_path, batch_max_rows=settings.storage.batch_max_rows
             )
-            hangup = HangupReload()
+            hangup = HangupReload(self.systemd)
             stack.callback(hangup.remove)  # last: SIGHUP's default action would end the process
+            stack.callback(self.systemd.close)
             stack.push_async_callback(self._close_writer, writer)
             stack.callback(self._final_checkpoint)  # a no-op unless the pipeline was built
             adf_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adf")
@@ -141,7 +145,7 @@ class Daemon:
             tasks.append(asyncio.create_task(alerts.run(), name="alerts"))
             if mqtt is not None:
                 tasks.append(asyncio.create_task(mqtt.run(), name="mqtt-publish"))
-            hangup.install(alerts.request_reload)
+            hangup.install(alerts.request_reload, alerts.reloaded if alerts.path else None)
             scheduler.start()
             logger.info(
                 "pairwatch %s running: %d symbols, timeframes %s, db %s",
@@ -155,6 +159,7 @@ class Daemon:
             # walks it (it stalled the loop ~90 ms at a time, delaying alerts).
             gc.freeze()
             self.ready.set()
+            tasks.extend(self.systemd.ready(self._status_line, self._unhealthy))
             await self._until_stopped(stop, tasks)
         unwritten = writer.queue_depth + writer.rows_dropped
         if unwritten:
@@ -230,6 +235,7 @@ class Daemon:
     async def _stop_tasks(self, tasks: list[asyncio.Task[Any]]) -> None:
         """Stop the feeds first (nothing new after this), send the last snapshots, end the rest."""
         logger.info("shutting down")
+        self.systemd.stopping()
         if self.backend is not None:
             self.backend.closing = True  # bot commands that write are refused from now
         for task in tasks[: len(self.feeds)]:
@@ -303,6 +309,20 @@ class Daemon:
             if now >= next_stats:
                 self._write_feed_stats()
                 next_stats = now + FEED_STATS_SECONDS
+
+    def _status_line(self) -> str:
+        firing = self.alerts.stage.counters()["firing"] if self.alerts is not None else 0
+        return status_line(self.health, len(self.feeds), firing)
+
+    def _unhealthy(self) -> str | None:
+        """Return why systemd's watchdog must not be pinged: the store writer's thread died."""
+        writer = self.writer
+        # A write failing and being retried (disk full) keeps pinging: the daemon rides it
+        # out. Only a stopped thread is fatal. (Writer has no public liveness flag yet.)
+        thread = None if writer is None else writer._thread
+        if thread is None or not thread.is_alive():
+            return "the store writer thread has stopped"
+        return None
 
     def _write_feed_stats(self) -> None:
         assert self.writer is not None

@@ -192,7 +192,10 @@ def serve(config: ChildConfig, lines: Iterable[bytes], write: Callable[[bytes], 
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(NICENESS)
+    try:
+        os.nice(NICENESS)
+    except OSError as exc:  # a seccomp filter that refuses setpriority: run as we are
+        print(f"pairwatch web: cannot lower the page's priority: {exc}", file=sys.stderr)
     # The protocol has stdout to itself: anything else printed goes to stderr (the log).
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
