@@ -285,7 +285,7 @@ def _create(path: Path) -> None:
     writer.close(10)
 
 
-async def test_live_mode_streams_new_bars_onto_the_charts_without_a_reload(
+async def test_live_mode_streams_new_bars_and_alerts_onto_the_page_without_a_reload(
     db: Path, tmp_path: Path
 ) -> None:
     live_db = tmp_path / "live.sqlite3"
@@ -308,7 +308,31 @@ async def test_live_mode_streams_new_bars_onto_the_charts_without_a_reload(
                     "('ETHUSDT', 'BTCUSDT', '1s', 30, ?, 1.5, ?, 0.1, 0.01, 0)",
                     (last + i * 1_000, z),
                 )
+        # And an alert on the second new bar (its ``at`` is the bar's close).
+        writer = Writer(live_db)
+        writer.start()
+        try:
+            event = AlertEvent(
+                rule="z-live", target=PAIR, timeframe="1s", window=30, kind="firing",
+                at=last + 3_000, severity="critical", metric="zscore", value=2.5,
+                threshold=2.0, message="z 2.50 live", values={"zscore": 2.5}, labels={},
+                notify=False,
+            )  # fmt: skip
+            writer.put_alerts([(event, False)])
+            writer.flush().result(30)
+        finally:
+            writer.close(10)
         await page.get_by_text(f"{PAIR} · 1s · window 30: {len(rows) + 3} bars").wait_for()
+        await page.locator(".pw-alerts").get_by_text("z 2.50 live").wait_for()
+        points = await page.evaluate(
+            "() => { const d = Bokeh.documents[0].get_model_by_name('pw-chart-zscore')"
+            ".renderers.find(r => r.data_source && r.data_source.data.kind).data_source.data;"
+            " return [Array.from(d.time), Array.from(d.value), Array.from(d.rule)]; }"
+        )
+        # The live alert's marker sits on its bar (at its open) at that bar's z.
+        assert sorted(points[2]) == ["z-live", "z-wide", "z-wide"]
+        live = points[2].index("z-live")
+        assert (points[0][live], points[1][live]) == (float(last + 2_000), 2.5)
         after = await line_values(page, "pw-zscore-0")
         # Streamed: the old points unchanged, the three new ones appended.
         assert after["t"][: len(before["t"])] == before["t"]

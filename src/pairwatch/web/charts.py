@@ -14,6 +14,7 @@ six charts on any range (README, design), Bokeh models take ~0.2 s.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -247,8 +248,15 @@ class Charts:
 
     def __init__(self, options: ChartOptions | None = None) -> None:
         self.options = options or ChartOptions()
-        self.ts: Ints = np.empty(0, dtype=np.int64)
-        self.frame = pd.DataFrame()
+        self._frame = pd.DataFrame()
+        self._tail: list[pd.DataFrame] = []
+        """Bars appended in live mode, joined to the frame only when it is read (a join per
+        bar would copy a million-row frame every second)."""
+        self.rows = 0
+        """Bars shown (the frame's and the tail's)."""
+        self.last_ts: int | None = None
+        """The last shown bar's time."""
+        self._last_z = math.nan
         self.alerts = pd.DataFrame()
         self.visible: tuple[float, float] | None = None
         self.on_zoom: Callable[[float, float], None] | None = None
@@ -374,10 +382,10 @@ class Charts:
             self.options = drawn.options
             self._relabel()
         self.frame, self.alerts, self.visible = frame, alerts, drawn.visible
-        self.ts = frame["ts"].to_numpy(dtype=np.int64)
+        ts = frame["ts"].to_numpy(dtype=np.int64)
         self._scale = drawn.scale
-        if drawn.visible is None and len(self.ts):
-            lo, hi = float(self.ts[0]), float(self.ts[-1])
+        if drawn.visible is None and len(ts):
+            lo, hi = float(ts[0]), float(ts[-1])
             if lo == hi:
                 lo, hi = lo - 500, hi + 500
             # reset_*: the Reset tool's span (BokehJS keeps the first view's otherwise)
@@ -392,28 +400,63 @@ class Charts:
         """Compute and apply at once (small frames, tests)."""
         self.apply(frame, alerts, self.compute(frame, alerts, options or self.options))
 
-    def append(self, new: pd.DataFrame) -> None:
-        """Add bars after the shown ones: streamed onto the sources (nothing redrawn)."""
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Every shown bar (the appended ones joined now, once)."""
+        if self._tail:
+            self._frame = pd.concat([self._frame, *self._tail], ignore_index=True)
+            self._tail = []
+        return self._frame
+
+    @frame.setter
+    def frame(self, frame: pd.DataFrame) -> None:
+        self._frame, self._tail, self.rows = frame, [], len(frame)
+        self.last_ts = int(frame["ts"].iloc[-1]) if len(frame) else None
+        self._last_z = float(_z(frame, self.options)[-1]) if len(frame) else math.nan
+
+    def parts(self) -> list[pd.DataFrame]:
+        """The shown bars as frames to join (the frame and the appended ones)."""
+        return [self._frame, *self._tail]
+
+    @property
+    def first_ts(self) -> int | None:
+        """The first shown bar's time."""
+        return int(self._frame["ts"].iloc[0]) if len(self._frame) else None
+
+    def append(self, new: pd.DataFrame, alerts: pd.DataFrame | None = None) -> None:
+        """Add bars after the shown ones, and their alerts: streamed onto the sources
+        (nothing redrawn, nothing recomputed over the shown bars)."""
+        if alerts is not None and not alerts.empty:
+            self.alerts = pd.concat([self.alerts, alerts], ignore_index=True)
+            self._markers.stream(markers(alerts))
         if new.empty:
             return
-        if self.frame.empty:
+        if self.rows == 0:
             self.show(new, self.alerts)
             return
-        self.frame = pd.concat([self.frame, new], ignore_index=True)
         ts = new["ts"].to_numpy(dtype=np.int64)
-        self.ts = np.concatenate([self.ts, ts])
         for line, source in zip(self._lines, self._sources, strict=True):
             values = line.values(new, self.options)
             if line.figure == "prices":
                 values = values / self._scale.get(line.label, 1.0)
             keep = np.isfinite(values)
             source.stream({"t": ts[keep], "v": values[keep]})
+        z = _z(new, self.options)
+        x0, x1 = breaches(ts, z, self.options.threshold)
+        last, going_on = self.last_ts, abs(self._last_z) >= self.options.threshold
+        if len(x0) and x0[0] == ts[0] and last is not None and going_on:
+            x0 = x0.copy()
+            x0[0] = last  # a breach going on: no gap at the join
+        if len(x0):
+            self._breaches.stream({"x0": x0, "x1": x1})
+        self._tail.append(new)
+        self.rows += len(new)
+        self.last_ts, self._last_z = int(ts[-1]), float(z[-1])
         start, end = float(self.x_range.start), float(self.x_range.end)  # type: ignore[arg-type]
         if self.visible is None or end >= float(ts[0]) - 1:
             # Following the latest bars: keep the window's width, move it forward.
             width = end - start
-            self.x_range.update(start=float(self.ts[-1]) - width, end=float(self.ts[-1]))
-        self._annotate(drawing(self.frame, self.alerts, self.options, None, lines_too=False))
+            self.x_range.update(start=float(ts[-1]) - width, end=float(ts[-1]))
 
     def _annotate(self, drawn: Drawing) -> None:
         k = self.options.threshold

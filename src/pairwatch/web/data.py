@@ -219,11 +219,16 @@ def load_alerts(
     target: str | None = None,
     start: int | None = None,
     end: int | None = None,
+    after_id: int | None = None,
     limit: int = 1_000,
 ) -> pd.DataFrame:
-    """Return alert transitions (newest first), of one target or all, within a range."""
+    """Return alert transitions (newest first), of one target or all, within a range of
+    ``at`` (and with an id above ``after_id``)."""
     clauses: list[str] = []
     args: list[Any] = []
+    if after_id is not None:
+        clauses.append("id > ?")
+        args.append(after_id)
     if target is not None:
         clauses.append("target = ?")
         args.append(target)

@@ -32,7 +32,7 @@ from pairwatch.web.page_html import (
     status_html,
     url_choices,
 )
-from pairwatch.web.view_read import View, read, read_view
+from pairwatch.web.view_read import View, read, read_news, read_view
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,10 @@ class Page:
         self.context = context
         self.series: list[SeriesKey] = []
         self.key: SeriesKey | None = None
-        self.frame: pd.DataFrame | None = None
+        self._shown = 0
+        """Counts views shown: live mode's reads drop their bars when another came."""
+        self._span: tuple[int | None, int | None] = (None, None)
+        self._alert_id = 0
         self.charts = Charts()
         self._live: Any = None
         self._doc: Any = None
@@ -329,8 +332,9 @@ class Page:
 
     def _show_loaded(self, key: SeriesKey, loaded: View, drawn: Any) -> None:
         """Show what ``_read`` and ``Charts.compute`` made (under the document lock)."""
-        frame, alerts, stats, table, span = loaded
-        self.key, self.frame = key, frame
+        frame, alerts, stats, table, span, alert_id = loaded
+        self.key, self._span, self._alert_id = key, span, alert_id
+        self._shown += 1
         self.stats.object = stats_html(key, stats)
         self._links(key, *span)
         self.alert_table = table
@@ -338,31 +342,44 @@ class Page:
         self._draw(frame, alerts, drawn)
         self._show_status()
 
-    async def _redraw(self, visible: tuple[float, float] | None, *, keep: bool = False) -> None:
-        """Recompute the charts of the shown frame (new options or visible range) in a
+    async def _redraw(self, visible: tuple[float, float] | None, tries: int = 3) -> None:
+        """Recompute the charts of the shown bars (new options or visible range) in a
         worker thread and apply them, unless a load or another redraw came meanwhile."""
-        frame, key = self.frame, self.key
-        if frame is None or key is None:
+        key, shown = self.key, self._shown
+        if key is None or shown == 0:
             return
         self._redraws += 1
-        mine, generation = self._redraws, self._generation
+        mine = self._redraws
         options = self._options(key)
-        alerts = self.charts.alerts
-        drawn = await asyncio.to_thread(self.charts.compute, frame, alerts, options, visible)
-        if mine != self._redraws or generation != self._generation:
+        alerts, parts, rows = self.charts.alerts, self.charts.parts(), self.charts.rows
+
+        def compute() -> tuple[pd.DataFrame, Any]:
+            frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            return frame, self.charts.compute(frame, alerts, options, visible)
+
+        frame, drawn = await asyncio.to_thread(compute)
+        if mine != self._redraws or shown != self._shown:
             return
 
         def apply() -> None:
-            if self.frame is frame:
-                self.charts.apply(frame, alerts, drawn)
+            if shown != self._shown:
+                return
+            if self.charts.rows != rows or self.charts.alerts is not alerts:
+                if tries > 1:  # live bars came meanwhile: again, with them
+                    self._spawn(self._redraw(visible, tries - 1))
+                return
+            self.charts.apply(frame, alerts, drawn)
 
         self._in_document(apply)
 
-    def _zoomed(self, start: float, end: float) -> None:
-        """A zoom or pan ended (Bokeh event, on the loop): send that range's points."""
-        task = asyncio.get_running_loop().create_task(self._redraw((start, end)))
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _zoomed(self, start: float, end: float) -> None:
+        """A zoom or pan ended (Bokeh event, on the loop): send that range's points."""
+        self._spawn(self._redraw((start, end)))
 
     def _in_document(self, change: Callable[[], None]) -> None:
         """Run ``change`` holding the session's document lock (Bokeh models are changed
@@ -403,10 +420,10 @@ class Page:
 
     def _show_status(self) -> None:
         """Say what is drawn: the series, its bar count and time span (UTC)."""
-        key, frame = self.key, self.frame
-        if key is None or frame is None:
+        key, charts = self.key, self.charts
+        if key is None or self._shown == 0:
             return
-        self.status.object = status_html(key, frame)
+        self.status.object = status_html(key, charts.rows, charts.first_ts, charts.last_ts)
 
     async def _restyle(self, _: Any) -> None:
         await self._redraw(self.charts.visible)
@@ -432,22 +449,34 @@ class Page:
             )
 
     async def _follow(self) -> None:
-        """Append the bars stored since the last shown one (at most once per bar)."""
-        key, frame = self.key, self.frame
-        if key is None or frame is None or self._reading:
+        """Append the bars stored since the last shown one and the new alert events (at
+        most once per bar)."""
+        key, shown, last = self.key, self._shown, self.charts.last_ts
+        if key is None or shown == 0 or self._reading:
             return
-        start, end = self.bounds(int(frame["ts"].iloc[-1]) if len(frame) else 0)
-        after = int(frame["ts"].iloc[-1]) + 1 if len(frame) else start
+        start, end = self._span
         # A from–to range stops at its end; the presets follow the newest bars.
-        new = await asyncio.to_thread(data.load_frame, self.context.db_path, key, after, end)
-        if new.empty:
+        news = await asyncio.to_thread(
+            read_news,
+            self.context.db_path,
+            key,
+            self.context.timeframes,
+            after_ts=start if last is None else last + 1,
+            end=end,
+            start=start,
+            after_id=self._alert_id,
+        )
+        if news.frame.empty and news.table is None:
             return
 
         def apply() -> None:
-            if key != self.key or self.frame is not frame:
+            if key != self.key or shown != self._shown:
                 return  # another series or range was loaded meanwhile
-            self.charts.append(new)
-            self.frame = self.charts.frame
+            self._alert_id = news.alert_id
+            self.charts.append(news.frame, news.alerts)
+            if news.table is not None:
+                self.alert_table = news.table
+                self._show_alerts()
             self.message.visible = False
             self._show_status()
 

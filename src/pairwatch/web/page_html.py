@@ -124,14 +124,12 @@ def alerts_html(table: pd.DataFrame) -> str:
     return f"<table class='pw-alert-table'><tr>{head}</tr>{''.join(body)}</table>{more}"
 
 
-def status_html(key: SeriesKey, frame: pd.DataFrame) -> str:
+def status_html(key: SeriesKey, rows: int, first: int | None, last: int | None) -> str:
     """Say what is drawn: the series, its bar count and time span (UTC)."""
-    span = ""
-    if len(frame):
-        span = f", {fmt_time(int(frame['ts'].iloc[0]))} – {fmt_time(int(frame['ts'].iloc[-1]))}"
+    span = f", {fmt_time(first)} – {fmt_time(last)}" if rows else ""
     return (
-        f"<span class='pw-shown' data-rows='{len(frame)}'>{html.escape(key.pair)} · "
-        f"{html.escape(key.timeframe)} · window {key.window}: {len(frame):,} bars"
+        f"<span class='pw-shown' data-rows='{rows}'>{html.escape(key.pair)} · "
+        f"{html.escape(key.timeframe)} · window {key.window}: {rows:,} bars"
         f"{html.escape(span)}</span>"
     )
 

@@ -150,6 +150,45 @@ def test_appended_bars_are_streamed_onto_the_sources() -> None:
     assert prices[-1] == pytest.approx(f["y_close"].iloc[99] / f["y_close"].iloc[0])
 
 
+def test_appended_bars_are_joined_to_the_frame_only_when_it_is_read() -> None:
+    charts = Charts(ChartOptions("Y", "X"))
+    f = frame(100)
+    charts.show(f.iloc[:80].reset_index(drop=True), NO_ALERTS, ChartOptions("Y", "X"))
+    for lo in range(80, 100, 5):
+        charts.append(f.iloc[lo : lo + 5].reset_index(drop=True))
+    assert [len(part) for part in charts.parts()] == [80, 5, 5, 5, 5]  # not joined per bar
+    assert (charts.rows, charts.first_ts, charts.last_ts) == (100, T0, T0 + 99_000)
+    pd.testing.assert_frame_equal(charts.frame, f)
+    assert [len(part) for part in charts.parts()] == [100]  # joined once, on reading
+
+
+def test_a_breach_going_on_at_the_join_is_one_strip() -> None:
+    charts = Charts(ChartOptions("Y", "X", threshold=2.0))
+    f = frame(10)
+    f["zscore"] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 3.0, 0.0]
+    charts.show(f.iloc[:7].reset_index(drop=True), NO_ALERTS, ChartOptions("Y", "X"))
+    assert charts._breaches.data["x0"].tolist() == [T0 + 6_000]
+    charts.append(f.iloc[7:].reset_index(drop=True))
+    x0, x1 = charts._breaches.data["x0"], charts._breaches.data["x1"]
+    # The shown strip [6 s, 6 s] and the streamed one [6 s, 9 s]: no gap at the join.
+    assert list(x0) == [T0 + 6_000, T0 + 6_000]
+    assert list(x1) == [T0 + 6_000, T0 + 9_000]
+
+
+def test_alerts_of_a_live_poll_are_streamed_as_markers_even_without_new_bars() -> None:
+    charts = Charts(ChartOptions("Y", "X"))
+    charts.show(frame(10), NO_ALERTS, ChartOptions("Y", "X"))
+    alert = pd.DataFrame(
+        {"at": [T0 + 4_000], "value": [2.5], "kind": ["firing"], "rule": ["z"],
+         "message": ["up"]}
+    )  # fmt: skip
+    charts.append(frame(0), alert)
+    assert list(charts._markers.data["time"]) == [T0 + 4_000]
+    assert list(charts._markers.data["rule"]) == ["z"]
+    assert charts.rows == 10
+    assert charts.alerts["rule"].tolist() == ["z"]
+
+
 def test_with_kalman_the_bands_are_zero_and_plus_minus_k_root_s() -> None:
     f = frame(500)
     f["kalman_spread"] = np.linspace(-1.0, 1.0, 500)
