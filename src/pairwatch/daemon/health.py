@@ -62,6 +62,8 @@ class Health:
     last_trade: dict[str, Trade] = field(default_factory=dict)
     """Per symbol: its last accepted trade (receive and exchange times, price)."""
     lag: LagWindow = field(default_factory=LagWindow)
+    loop_lag: LagWindow = field(default_factory=lambda: LagWindow(1_200))
+    """The event loop's lag (µs), the last minute (``daemon/loop_monitor.py``)."""
     queue_depths: dict[str, Callable[[], int]] = field(default_factory=dict)
     """Named callables returning the current depth of each queue."""
     stages: dict[str, Callable[[], Mapping[str, int]]] = field(default_factory=dict)

@@ -31,6 +31,7 @@ from pairwatch.daemon.analytics import AnalyticsStage, pair_specs
 from pairwatch.daemon.bot_backend import DaemonBackend
 from pairwatch.daemon.hangup import HangupReload
 from pairwatch.daemon.health import Health
+from pairwatch.daemon.loop_monitor import watch_loop
 from pairwatch.daemon.maintenance import feed_stats_row, schedule_upkeep, stop_scheduler
 from pairwatch.daemon.mqtt_service import MqttRuntime
 from pairwatch.daemon.notifier_setup import open_notifiers, start_notifiers
@@ -160,6 +161,7 @@ class Daemon:
             gc.freeze()
             self.ready.set()
             tasks.extend(self.systemd.ready(self._status_line, self._unhealthy))
+            tasks.append(asyncio.create_task(watch_loop(self.health.loop_lag), name="loop-lag"))
             await self._until_stopped(stop, tasks)
         unwritten = writer.queue_depth + writer.rows_dropped
         if unwritten:

@@ -67,7 +67,7 @@ class HealthReadings:
     last_trade_ms: Mapping[str, int | None] = field(default_factory=dict)
     """Per symbol: when its last trade was received (None: none since the start)."""
     loop_lag_s: float | None = None
-    """The event loop's lag, when something measures it (nothing does yet)."""
+    """The event loop's longest lag over the last minute (None: not measured yet)."""
     startup_grace_s: float = STARTUP_GRACE_S
 
     def __post_init__(self) -> None:
@@ -157,8 +157,15 @@ def read_health(daemon: Daemon, *, startup_grace_s: float = STARTUP_GRACE_S) -> 
             writer.healthy, writer.last_error, writer.last_commit_at, writer.queue_depth
         ),
         last_trade_ms={s: (t.ts_recv if (t := last.get(s)) else None) for s in feed.symbols},
+        loop_lag_s=_loop_lag_s(daemon),
         startup_grace_s=startup_grace_s,
     )  # fmt: skip
+
+
+def _loop_lag_s(daemon: Daemon) -> float | None:
+    """The loop's longest lag over the last minute, in seconds to the ms."""
+    longest = daemon.health.loop_lag.percentiles()[2]
+    return None if math.isnan(longest) else round(longest / 1e6, 3)
 
 
 def health(

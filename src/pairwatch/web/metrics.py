@@ -161,6 +161,18 @@ class Collector:
             for label, i in LAG_QUANTILES:
                 lag.add_metric([label], percentiles[i] / 1000)
         yield lag
+        loop = GaugeMetricFamily(
+            "pairwatch_event_loop_lag_seconds",
+            "How late the daemon's event loop wakes from a 50 ms sleep, over the last minute "
+            "(quantile 1 is the maximum).",
+            labels=["quantile"],
+            unit="seconds",
+        )
+        percentiles = h.loop_lag.percentiles()
+        if not math.isnan(percentiles[0]):  # not measured yet
+            for label, i in LAG_QUANTILES:
+                loop.add_metric([label], percentiles[i] / 1e6)
+        yield loop
         yield _by(
             GaugeMetricFamily, "pairwatch_last_trade_timestamp_seconds",
             "When the symbol's last accepted trade was received (Unix time).", "symbol",

@@ -135,6 +135,20 @@ def test_a_daemon_still_starting_is_healthy_within_the_grace_only(daemon: Daemon
     assert body["problems"] == ["start-up has not finished", "the store writer is not running"]
 
 
+def test_the_event_loop_lag_is_exported_and_its_maximum_is_in_healthz(daemon: Daemon) -> None:
+    _, body = health(daemon)
+    assert body["loop_lag_s"] is None  # not measured yet
+    assert "pairwatch_event_loop_lag_seconds" not in names(samples(generate_latest(
+        Metrics(daemon, process=False).registry)))  # fmt: skip
+    for lag_us in [1_000] * 98 + [40_000, 123_456]:
+        daemon.health.loop_lag.add(lag_us)
+    got = samples(generate_latest(Metrics(daemon, process=False).registry))
+    assert got[("pairwatch_event_loop_lag_seconds", (("quantile", "0.5"),))] == 0.001
+    assert got[("pairwatch_event_loop_lag_seconds", (("quantile", "1"),))] == 0.123456
+    _, body = health(daemon)
+    assert body["loop_lag_s"] == 0.123
+
+
 def test_extra_patterns_gives_both_routes_in_a_new_list_each_call(daemon: Daemon) -> None:
     answers = Answers(daemon)
     first = extra_patterns(answers)
