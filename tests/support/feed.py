@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pairwatch.daemon import store
@@ -36,12 +36,25 @@ class LiveFeed:
     db: Path
     _target: int = 0
     _reached: asyncio.Event | None = None
+    delivered: list[str | bytes] | None = None
+    """With ``record=True``: every frame the feed handed to the pipeline, in order."""
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def on_frame(self, raw: str | bytes, ts_recv: int) -> bool:
+        if self.delivered is not None:
+            self.delivered.append(raw)
         result = self.pipeline.on_frame(raw, ts_recv)
         if self._reached is not None and self.health.accepted >= self._target:
             self._reached.set()
+        self._changed.set()
         return result
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Return once ``predicate()`` holds; re-checked after each frame, not on a timer."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
 
     async def wait_for_trades(self, count: int, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Return once ``count`` trades were accepted."""
@@ -61,6 +74,7 @@ async def live_feed(
     kind: str = "trade",
     options: FeedOptions = FAST,
     timeframes: Sequence[tuple[str, int]] = (("1s", 1_000), ("1m", 60_000)),
+    record: bool = False,
 ) -> AsyncIterator[LiveFeed]:
     """Run the client against ``base_url`` until the block exits; then checkpoint and flush."""
     store.open_store(db).close()
@@ -77,6 +91,8 @@ async def live_feed(
     )
     (url,) = stream_urls(base_url, stream_names(symbols, kind), 1024)
     harness = LiveFeed(pipeline, None, health, writer, db)  # type: ignore[arg-type]
+    if record:
+        harness.delivered = []
     feed = BinanceFeed(url, harness.on_frame, health, options)
     harness.feed = feed
     task = asyncio.create_task(feed.run())

@@ -87,6 +87,8 @@ class Simulator:
         self.connections: list[ConnectionRecord] = []
         self.handshakes = HandshakeStats()
         self.error: BaseException | None = None
+        self.refusing = False
+        """While True, every valid handshake is answered with HTTP 503 (an outage)."""
         self._schedule = FaultSchedule(options.faults.faults)
         self._sessions: dict[int, Session] = {}
         self._resume = 0
@@ -166,6 +168,13 @@ class Simulator:
             self._server.close()
             await self._server.wait_closed()
 
+    def drop_connections(self) -> int:
+        """Abort every open connection (no close frame); return how many were dropped."""
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            session.drop()
+        return len(sessions)
+
     def sent_ids(self, stream: str) -> list[int]:
         """Return the ids sent on a stream over all connections, by connection then order."""
         return [i for record in self.connections for i in record.ids(stream)]
@@ -208,7 +217,8 @@ class Simulator:
         faults = self.options.faults
         self._valid_attempts += 1
         elapsed = asyncio.get_running_loop().time() - self._started_at
-        if self._valid_attempts <= faults.refuse_first or elapsed < faults.refuse_for_s:
+        refuse = self.refusing or self._valid_attempts <= faults.refuse_first
+        if refuse or elapsed < faults.refuse_for_s:
             self.handshakes.refused += 1
             return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable\n")
         unknown = [n for n in names if not self._valid_stream(n)]
@@ -265,6 +275,7 @@ class Simulator:
         session = Session(
             ws, self._ctx, record=record, faults=faults, subscribed=codes, skip=skip,
             max_age_s=self.options.faults.max_connection_s,
+            drop_after_s=self.options.faults.drop_after_s,
         )  # fmt: skip
         self._sessions[number] = session
         logger.info("connection %d opened: %s %s", number, route, sorted(record.served))

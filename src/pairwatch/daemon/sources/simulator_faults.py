@@ -98,12 +98,16 @@ class FaultOptions:
     """Answer handshakes with HTTP 503 for this long after the server starts."""
     max_connection_s: float | None = None
     """Close connections (1000) after this age, like Binance's 24-hour limit."""
+    drop_after_s: float | None = None
+    """Abort connections (no close frame) after this age: a disconnect every N seconds."""
 
     def __post_init__(self) -> None:
         if self.refuse_first < 0 or self.refuse_for_s < 0:
             raise ValueError("refuse_first and refuse_for_s must be >= 0")
         if self.max_connection_s is not None and self.max_connection_s <= 0:
             raise ValueError("max_connection_s must be > 0")
+        if self.drop_after_s is not None and self.drop_after_s <= 0:
+            raise ValueError("drop_after_s must be > 0")
 
 
 class FaultSchedule:

@@ -137,6 +137,7 @@ class Session:
         subscribed: set[int],
         skip: int,
         max_age_s: float | None,
+        drop_after_s: float | None = None,
     ) -> None:
         self.ws = ws
         self.ctx = ctx
@@ -150,12 +151,19 @@ class Session:
         self._deadline_cause = ""
         if max_age_s is not None:
             self._set_deadline(loop.time() + max_age_s, "max_age")
+        if drop_after_s is not None:
+            self._set_deadline(loop.time() + drop_after_s, "drop")
         self._corpus_pos = 0
         self._subscribed_event = asyncio.Event()
 
     def subscriptions_changed(self) -> None:
         """Wake the sender after SUBSCRIBE/UNSUBSCRIBE changed ``subscribed``."""
         self._subscribed_event.set()
+
+    def drop(self) -> None:
+        """Abort the TCP connection at once (no close frame; unsent bytes are lost)."""
+        self._finish("drop")
+        self.ws.transport.abort()
 
     def _set_deadline(self, when: float, cause: str) -> None:
         if self._deadline is None or when < self._deadline:
@@ -179,7 +187,9 @@ class Session:
         while True:
             if self._deadline is not None and loop.time() >= self._deadline:
                 cause = self._deadline_cause
-                if cause == "shutdown":
+                if cause == "drop":
+                    self.drop()
+                elif cause == "shutdown":
                     await self._close(1001, "server shutdown", cause)
                 else:
                     await self._close(1000, "connection too old", cause)
@@ -274,8 +284,7 @@ class Session:
                         self.record.number, fault.kind, self.record.messages)  # fmt: skip
             self.ctx.changed()
             if fault.kind == "drop":
-                self._finish("drop")
-                self.ws.transport.abort()
+                self.drop()
                 return True
             if fault.kind == "close":
                 await self._close(fault.code, fault.reason, "close")
