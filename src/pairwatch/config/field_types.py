@@ -28,6 +28,8 @@ def _split_list(value: object) -> object:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"invalid JSON list: {exc.msg} (column {exc.colno})") from None
+        except RecursionError:  # json's C decoder stops at the interpreter's depth limit
+            raise ValueError("invalid JSON list: nested too deeply") from None
     return [item.strip() for item in text.split(",")] if text else []
 
 

@@ -16,6 +16,7 @@ from pydantic_settings import SettingsError
 from pairwatch.config.problems import Document, Origins, describe_errors, env_var_paths
 from pairwatch.config.settings import Settings, settings_sources
 from pairwatch.config.sources import CONFIG_ENV_VAR, credentials_directory
+from pairwatch.config.toml_guard import MAX_BYTES, check_toml_text
 from pairwatch.config.toml_lines import key_lines
 from pairwatch.errors import ConfigError
 
@@ -91,17 +92,28 @@ def load_settings(
 def _read_document(path: Path) -> Document:
     """Return the parsed TOML file at ``path`` with the line of each key."""
     try:
-        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)  # not all of a runaway file (or /dev/zero)
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             [f"{path}: cannot read config file: not UTF-8 text (byte {exc.start})"]
         ) from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(
+            [f"{path}: cannot read config file: larger than {MAX_BYTES:,} bytes: refused"]
+        )
+    problem = check_toml_text(path, text)
+    if problem is not None:
+        raise ConfigError([problem])
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_toml_problem(path, text, str(exc))]) from None
+    except (RecursionError, ValueError) as exc:  # a safety net behind check_toml_text
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
     return Document(path=path, data=data, lines=key_lines(text))
 
 

@@ -17,6 +17,8 @@ from pairwatch.config.toml_lines import KeyPath, line_of
 logger = logging.getLogger(__name__)
 
 _MAX_SHOWN = 60
+MAX_PROBLEMS = 100
+"""Most validation errors described one by one."""
 # pydantic's wording for these names Python types; say what to write instead.
 _EXPECTED = {
     "model_type": "expected a table",
@@ -121,9 +123,15 @@ def describe_errors(
     """Return one ``origin: dotted.key: what is wrong`` line per validation error.
 
     Problems in the file come first, in line order; the others follow in schema order.
+    Past ``MAX_PROBLEMS`` errors (a list of 100,000 bad values), the rest are counted.
     """
-    described = [_describe(detail, settings_cls, origins) for detail in error.errors()]
-    return [text for _, text in sorted(described, key=lambda item: item[0])]
+    details = error.errors()
+    shown = details[:MAX_PROBLEMS]
+    described = [_describe(detail, settings_cls, origins) for detail in shown]
+    lines = [text for _, text in sorted(described, key=lambda item: item[0])]
+    if len(details) > len(shown):
+        lines.append(f"... and {len(details) - len(shown):,} more problems")
+    return lines
 
 
 def env_var_paths(environ: Mapping[str, str]) -> dict[str, tuple[str, ...]]:

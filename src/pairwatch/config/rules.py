@@ -245,8 +245,9 @@ class Rule(BaseModel):
     @classmethod
     def _name(cls, name: str) -> str:
         if not _NAME.fullmatch(name):
+            shown = name if len(name) <= 100 else f"{name[:40]}..."  # not all of 10 MB
             raise ValueError(
-                f"{name!r}: use 1-64 letters, digits, '_', '.' or '-' "
+                f"{shown!r}: use 1-64 letters, digits, '_', '.' or '-' "
                 "(it names MQTT topics and bot commands)"
             )
         if name.lower() == "all":

@@ -148,6 +148,7 @@ def _parse(path: Path, text: str) -> tuple[Any, Marks]:
     loader = _Loader(text)
     walk = _Walk(path, loader)
     try:  # one parse: the nodes (with their marks), walked before constructing plain data
+        _check_nesting(path, text)
         node = loader.get_single_node()
         if node is None:
             return {}, {}
@@ -157,6 +158,8 @@ def _parse(path: Path, text: str) -> tuple[Any, Marks]:
             raise ConfigError(walk.problems)
         if not walk.plain:  # built while walking, unless a node needs YAML's own constructors
             data = _construct(node)
+    except _CONSTRUCTOR_ERRORS as exc:  # the walk reports these at their value: a safety net
+        raise ConfigError([f"{path}: cannot read a value: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -167,6 +170,31 @@ def _parse(path: Path, text: str) -> tuple[Any, Marks]:
     if not isinstance(data, dict):
         raise ConfigError([f"{_at(path, walk.marks, ())}: expected a mapping with 'rules:'"])
     return data, walk.marks
+
+
+def _check_nesting(path: Path, text: str) -> None:
+    """Refuse nesting deeper than ``_MAX_DEPTH`` from the parser's events, before composing.
+
+    libyaml's composer recurses in C: some 30,000 nested lists overflow the stack and kill
+    the process (a segfault, not an exception), so the depth is checked on the flat events.
+    """
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while (event := loader.get_event()) is not None:  # type: ignore[no-untyped-call]
+            kind = type(event)
+            if kind is yaml.SequenceStartEvent or kind is yaml.MappingStartEvent:
+                depth += 1
+                if depth > _MAX_DEPTH + 1:  # the walk's limit: 64 levels below the top
+                    mark = event.start_mark
+                    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+                    raise ConfigError([f"{where}: nested deeper than {_MAX_DEPTH}"])
+            elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
+                depth -= 1
+            elif kind is yaml.DocumentEndEvent:
+                return  # only the first document is read
+    finally:
+        loader.dispose()
 
 
 def _construct(node: yaml.Node) -> Any:
@@ -181,6 +209,11 @@ def _construct(node: yaml.Node) -> Any:
 _YAML = "tag:yaml.org,2002:"
 _STR, _SEQ, _MAP = f"{_YAML}str", f"{_YAML}seq", f"{_YAML}map"
 _SCALARS = frozenset(f"{_YAML}{kind}" for kind in ("bool", "int", "float", "null"))
+_CHECKED = _SCALARS | {f"{_YAML}timestamp"}
+"""Tags whose safe constructors can raise other errors than ``YAMLError`` on odd text."""
+_CONSTRUCTOR_ERRORS = (ValueError, LookupError, AttributeError, TypeError, OverflowError)
+"""What they raise: ``int()`` past 4,300 digits, ``!!bool x`` (a KeyError), an explicit
+``!!timestamp`` that is no date (an AttributeError), month 13 (a ValueError)."""
 
 
 class _Walk:
@@ -226,7 +259,7 @@ class _Walk:
             if node.tag != _SEQ:
                 self.plain = False
         else:
-            data = self._scalar(node) if built is _UNBUILT else built
+            data = self._scalar(node, at) if built is _UNBUILT else built
         if built is not _UNBUILT:
             return built
         self._built[id(node)] = data
@@ -251,24 +284,43 @@ class _Walk:
             value = self.visit(value_node, (*at, key), inside)
             # A key's own position is more useful than its value's for "unknown key".
             marks[(*at, key, "<key>")] = key_at
-            if self.plain:
-                if isinstance(key_node, yaml.ScalarNode):
-                    data[self._scalar(key_node)] = value
-                else:
-                    self.plain = False
+            if isinstance(key_node, yaml.ScalarNode):
+                key_data = self._scalar(key_node, at)
+                if self.plain:
+                    data[key_data] = value
+            else:
+                self.plain = False
         return data
 
-    def _scalar(self, node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node, at: Path_) -> Any:
         tag = node.tag
         if tag == _STR:
             return node.value
-        if tag in _SCALARS and self.plain:
+        if tag in _CHECKED:
             try:
-                return self.loader.construct_object(node)
-            except Exception:  # noqa: S110 -- ``_construct`` raises it again, where YAML would
-                pass
+                value = self.loader.construct_object(node)
+            except yaml.YAMLError:
+                pass  # ``_construct`` raises it again, with its position
+            except _CONSTRUCTOR_ERRORS as exc:  # an int of 5,000 digits, month 13, !!bool x
+                self._unreadable(node, at, exc)
+            else:
+                if tag in _SCALARS and self.plain:
+                    return value
         self.plain = False
         return None
+
+    def _unreadable(self, node: yaml.Node, at: Path_, exc: Exception) -> None:
+        text = str(node.value)
+        shown = text if len(text) <= 24 else f"{text[:20]}..."
+        kind = node.tag.removeprefix(_YAML)
+        # Not the advice to call sys.set_int_max_str_digits; not an AttributeError's text.
+        reason = str(exc).split(";")[0] if type(exc) is ValueError else f"not a valid {kind}"
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        name = _dotted(at)
+        self.problems.append(
+            f"{self.path}:{line}:{column}: {f'{name}: ' if name else ''}cannot read {shown!r} "
+            f"as {kind}: {reason[:1].lower()}{reason[1:]}"
+        )
 
 
 _UNBUILT = object()
@@ -361,7 +413,10 @@ def _rule_name(data: Any, loc: Path_) -> str | None:
         rules = data.get("rules") if isinstance(data, Mapping) else None
         if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
             name = rules[loc[1]].get("name")
-            return str(name) if name is not None else f"rule {loc[1] + 1}"
+            if name is None:
+                return f"rule {loc[1] + 1}"
+            text = str(name)
+            return text if len(text) <= 64 else f"{text[:40]}..."  # a 10 MB name is not shown
     return None
 
 

@@ -46,7 +46,7 @@ class EnvironSettingsSource(EnvSettingsSource):
         """Return the JSON-decoded ``value``, or ``value`` itself if it is not JSON."""
         try:
             return super().decode_complex_value(field_name, field, value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
             return value
 
 

@@ -131,6 +131,28 @@ def test_unreadable_lines_are_errors_naming_file_and_line(tmp_path: Path, bad_li
         list(iter_frames(path))
 
 
+def test_a_deeply_nested_line_is_counted_in_a_replay_not_fatal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hostile.jsonl"
+    deep = '{"stream":"a@trade","data":{"x":' + "[" * 100_000 + "]" * 100_000 + "}}"
+    path.write_bytes(
+        b'{"stream":"a@trade","data":{"t":1}}\n' + deep.encode() + b"\n"
+        + b'{"stream":"a@trade","data":{"s":"\xff\xfe"}}\n'
+        + b'{"stream":"a@trade","data":{"t":2}}\n'
+    )  # fmt: skip
+    rejects: Counter[str] = Counter()
+    got = list(iter_frames(path, rejects=rejects))
+    # Bytes that are not UTF-8 are read as U+FFFD (the frame's checks judge the fields).
+    assert [f.raw for f in got] == [
+        '{"stream":"a@trade","data":{"t":1}}', '{"stream":"a@trade","data":{"s":"\ufffd\ufffd"}}',
+        '{"stream":"a@trade","data":{"t":2}}',
+    ]  # fmt: skip
+    assert rejects == Counter({"malformed_line": 1})
+    with pytest.raises(FrameFileError, match=r"hostile\.jsonl:2: "):
+        list(iter_frames(path))
+
+
 def test_merge_orders_several_files_by_event_time() -> None:
     btc = list(iter_trade_frames(SPOT_BTC))
     eth = list(iter_trade_frames(SPOT_ETH))

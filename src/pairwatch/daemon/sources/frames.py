@@ -169,7 +169,8 @@ def iter_frames(
                     if split is None:
                         continue
                     frame = parse_frame(split[1], split[0])
-                except (ValueError, msgspec.DecodeError) as exc:
+                except (ValueError, msgspec.DecodeError, RecursionError) as exc:
+                    # ValueError covers a non-UTF-8 line (UnicodeDecodeError).
                     if rejects is None:
                         raise FrameFileError(f"{path}:{lineno}: {exc}") from exc
                     if not rejects["malformed_line"]:

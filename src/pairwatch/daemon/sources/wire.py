@@ -115,11 +115,14 @@ class FrameDecoder:
         except msgspec.ValidationError as exc:
             try:  # the notice may also come bare, outside a combined-stream envelope
                 self._bare_shutdown.decode(raw)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
                 unexpected = str(exc).startswith("Invalid value") and str(exc).endswith("$.data.e`")
                 return UNEXPECTED_EVENT if unexpected else BAD_FIELD
             return SERVER_SHUTDOWN
         except msgspec.DecodeError:
+            return MALFORMED_JSON
+        except (RecursionError, UnicodeDecodeError):
+            # Nesting past msgspec's depth limit, or bytes that are not UTF-8 in a string.
             return MALFORMED_JSON
         if type(data) is TradeData:
             if data.X != "MARKET":
