@@ -20,8 +20,9 @@ from pairwatch.daemon.service import Daemon
 from support.botapi import ApiCall, FakeBotApi
 from support.mosquitto import Mosquitto, Subscriber
 from support.receiver import Receiver
+from support.secrets import E2E_TELEGRAM_TOKEN
 
-TOKEN = "123456:TEST-token-never-logged"
+TOKEN = E2E_TELEGRAM_TOKEN
 CHAT = 4242
 
 RULES = """

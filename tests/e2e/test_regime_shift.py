@@ -41,8 +41,9 @@ from support.botapi import ApiCall, FakeBotApi
 from support.mosquitto import Mosquitto, available
 from support.mosquitto_sub import MosquittoSub
 from support.process import query
+from support.secrets import E2E_TELEGRAM_TOKEN
 
-TOKEN = "123456:TEST-token-never-logged"
+TOKEN = E2E_TELEGRAM_TOKEN
 CHAT = 4242
 PREFIX = "e2e/regime"
 RULE = "regime-shift"

@@ -35,6 +35,7 @@ from support.browser import (
     select,
     wait_drawn,
 )
+from support.secrets import WEB_PASSWORD
 
 TIMEFRAMES = {"1s": 1_000, "1m": 60_000}
 PAIR = "ETHUSDT/BTCUSDT"
@@ -244,7 +245,7 @@ async def test_a_range_export_through_the_route_has_exactly_the_rows_in_the_rang
 
 
 async def test_the_login_refuses_a_wrong_password_and_lets_the_right_one_in(db: Path) -> None:
-    async with served(db, password="correct horse") as server, opened(server.url) as (page, _):
+    async with served(db, password=WEB_PASSWORD) as server, opened(server.url) as (page, _):
         # Not logged in: the page redirects to the login form; exports answer 401.
         await page.locator("input[name='password']").wait_for()
         export = await page.request.get(
@@ -257,7 +258,7 @@ async def test_the_login_refuses_a_wrong_password_and_lets_the_right_one_in(db: 
         await page.locator("input[name='password']").wait_for()
         assert await page.locator(".pw-shown").count() == 0
         await page.fill("input[name='username']", "me")
-        await page.fill("input[name='password']", "correct horse")
+        await page.fill("input[name='password']", WEB_PASSWORD)
         await page.locator("form button, form input[type='submit']").first.click()
         await wait_drawn(page)
         export = await page.request.get(

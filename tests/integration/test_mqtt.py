@@ -30,6 +30,7 @@ from pairwatch.notifiers.mqtt_format import Series
 from pairwatch.notifiers.mqtt_publish import MqttPublisher
 from pairwatch.notifiers.outbox import DeliveryError, Dispatcher
 from support.mosquitto import MOSQUITTO_SUB, Mosquitto, Subscriber, available, make_tls_files
+from support.secrets import MQTT_PASSWORD
 
 PREFIX = "test/v1"
 T0 = 1_700_000_000_000
@@ -413,7 +414,7 @@ async def test_alerts_wait_in_the_outbox_while_the_broker_is_down_and_arrive_onc
 async def test_a_wrong_password_is_reported_clearly_and_the_link_keeps_trying(
     tmp_path: Path,
 ) -> None:
-    with Mosquitto(tmp_path / "broker", users={"pairwatch": "s3cret"}) as broker:
+    with Mosquitto(tmp_path / "broker", users={"pairwatch": MQTT_PASSWORD}) as broker:
         wrong = fast_link(mqtt(broker, username="pairwatch", password="nope"))
         async with running(wrong) as events:
             failed = await events.wait("failed")
@@ -425,7 +426,7 @@ async def test_a_wrong_password_is_reported_clearly_and_the_link_keeps_trying(
         assert "check mqtt.username and mqtt.password" in failed.error
         assert "nope" not in failed.error
         assert wrong.failures >= 2
-        right = fast_link(mqtt(broker, username="pairwatch", password="s3cret"))
+        right = fast_link(mqtt(broker, username="pairwatch", password=MQTT_PASSWORD))
         async with running(right):
             assert await right.wait_connected(10)
             await MqttNotifier(right).deliver(outbox_item(1))

@@ -50,8 +50,9 @@ from pairwatch.notifiers.telegram_html import (
 )
 from pairwatch.notifiers.telegram_redact import TokenRedactor
 from support.botapi import USERNAME, ApiCall, FakeBotApi, free_port
+from support.secrets import TELEGRAM_TOKEN, TELEGRAM_WRONG_TOKEN, logged_on_purpose
 
-TOKEN = "123456789:AAH-test_secret-TOKEN_value_0123456789"
+TOKEN = TELEGRAM_TOKEN
 ALLOWED = 111
 STRANGER = 999
 T0 = 1_700_000_000_000
@@ -685,7 +686,8 @@ def test_the_redactor_covers_messages_arguments_and_tracebacks(
         logging.getLogger("httpx").info("HTTP Request: POST %s", f"http://x/bot{TOKEN}/getMe")
     finally:
         redactor.uninstall()
-    logging.getLogger("httpx").info("after uninstall: bot%s", TOKEN)
+    with logged_on_purpose():
+        logging.getLogger("httpx").info("after uninstall: bot%s", TOKEN)
     after = caplog.records[-1]
     assert after.getMessage() == f"after uninstall: bot{TOKEN}"  # the filter is gone
     text = "\n".join(caplog.text.splitlines()[:-1])
@@ -699,7 +701,7 @@ async def test_the_token_never_appears_in_logs(
     api: FakeBotApi, backend: FakeBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    wrong = "987654321:AAH-wrong_secret-TOKEN_value_9876543210"
+    wrong = TELEGRAM_WRONG_TOKEN
     refused = TelegramNotifier(make_settings(api, token=wrong), backend, retry_initial=0.05)
     await refused.start()
     await asyncio.wait_for(refused.settled.wait(), 10)

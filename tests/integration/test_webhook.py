@@ -19,8 +19,9 @@ from pairwatch.events import AlertEvent
 from pairwatch.notifiers.outbox import DeliveryError, Dispatcher
 from pairwatch.notifiers.webhook import WebhookNotifier, body_of, signature
 from support.receiver import Receiver
+from support.secrets import WEBHOOK_SECRET
 
-SECRET = "s3cret"
+SECRET = WEBHOOK_SECRET
 T0 = 1_700_000_000_000
 
 

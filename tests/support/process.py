@@ -10,6 +10,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from support.secrets import check_output
+
 STARTED: list[asyncio.subprocess.Process] = []
 """Every daemon process started, so a failing test's are killed (``kill_leftovers``)."""
 
@@ -49,6 +51,7 @@ class Daemon:
                     raise AssertionError(f"daemon exited before {text!r}:\n" + "".join(self.lines))
                 line = raw.decode()
                 self.lines.append(line)
+                check_output(line, "pairwatch run stderr")
                 if text in line:
                     return line
 

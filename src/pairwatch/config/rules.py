@@ -393,8 +393,13 @@ def check_template(template: str, metrics: tuple[str, ...]) -> None:
             raise ValueError(f"{{{field}}}: no conversions or nested fields")
         if not spec:
             continue
-        if any(int(n) > _MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec)):
-            raise ValueError(f"{{{field}:{spec}}}: widths and precisions up to {_MAX_FORMAT_WIDTH}")
+        if len(spec) > 20 or any(
+            len(n) > 3 or int(n) > _MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec)
+        ):
+            shown = spec if len(spec) <= 20 else spec[:20] + "…"
+            raise ValueError(
+                f"{{{field}:{shown}}}: widths and precisions up to {_MAX_FORMAT_WIDTH}"
+            )
         text = field in _TEXT_FIELDS
         try:
             format("text" if text else 30 if field == "window" else math.pi, spec)

@@ -162,16 +162,29 @@ def _database(args: argparse.Namespace) -> Path:
 
 
 def _target(path: Path, *, force: bool, db: Path) -> Path:
-    """Return ``--out`` resolved; refuse a directory, a missing directory, the database."""
-    out = path.expanduser().resolve()
-    if out.is_dir():
+    """Return ``--out`` with its directory resolved; refuse what it must not write.
+
+    Only the directory is resolved: a symbolic link at ``FILE`` (or at ``FILE.part``) is
+    never written through, so the export lands in ``FILE``'s directory and nowhere else.
+    ``FILE`` as a link counts as existing (``--force`` replaces the link, not its target).
+    """
+    given = path.expanduser()
+    if given.name in ("", ".", "..") or given.is_dir():
         raise ConfigError([f"export: --out {path} is a directory; name the file to write"])
-    if not out.parent.is_dir():
-        raise ConfigError([f"export: --out {path}: directory {out.parent} does not exist"])
-    if out == db.resolve():
+    parent = given.absolute().parent.resolve()
+    if not parent.is_dir():
+        raise ConfigError([f"export: --out {path}: directory {parent} does not exist"])
+    out = parent / given.name
+    database = db.resolve()
+    if database in (out, export.part_path(out)) or (out.is_symlink() and out.resolve() == database):
         raise ConfigError([f"export: --out {path} is the database itself"])
-    if out.exists() and not force:
+    if (out.exists() or out.is_symlink()) and not force:
         raise ConfigError([f"export: --out {path} exists; pass --force to replace it"])
+    part = export.part_path(out)
+    if part.is_symlink():
+        raise ConfigError(
+            [f"export: {part} is a symbolic link: not written through; remove it first"]
+        )
     return out
 
 

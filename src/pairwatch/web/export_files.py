@@ -46,13 +46,20 @@ def write_file(batches: Iterable[Any], out: Path, fmt: Format) -> int:
     thread reads the next ones (pyarrow encodes without the GIL).
     """
     part = part_path(out)
+    if part.is_symlink():
+        raise FileExistsError(f"{part} is a symbolic link: not written through, remove it")
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+        part.unlink()  # a part file left by an export that died
+    # O_EXCL | O_NOFOLLOW: whatever appears at the part path meanwhile (a link planted
+    # after the check above) makes the open fail instead of being written through.
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
-        with pa.OSFile(str(part), "wb") as sink:
+        with open(fd, "wb") as sink:
             rows = write_stream(batches, sink, fmt, background=True)
         os.replace(part, out)
     except BaseException:
-        with contextlib.suppress(OSError):  # e.g. a directory of that name, not ours
-            part.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)  # ours: created above
         raise
     return rows
 

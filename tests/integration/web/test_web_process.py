@@ -28,6 +28,7 @@ from pairwatch.daemon.web_setup import WebProcess, child_config, child_env
 from pairwatch.errors import PairwatchError
 from pairwatch.web.child import NICENESS, ChildConfig, encode
 from pairwatch.web.server import free_port
+from support.secrets import ENV_TELEGRAM_TOKEN
 
 
 class Recorded:
@@ -143,7 +144,7 @@ async def test_the_page_process_is_nicer_ignores_ctrl_c_and_gets_no_pairwatch_se
     environ = proc(web.pid, "environ").split(b"\0")
     assert os.environ["PAIRWATCH_WEB__PORT"] == "0"  # set by tests/conftest.py
     assert [v for v in environ if v.startswith(b"PAIRWATCH_")] == []
-    monkeypatch.setenv("PAIRWATCH_TELEGRAM__TOKEN", "123:secret")
+    monkeypatch.setenv("PAIRWATCH_TELEGRAM__TOKEN", ENV_TELEGRAM_TOKEN)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/pairwatch.service")
     monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
     monkeypatch.setenv("WATCHDOG_USEC", "30000000")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pairwatch.config.load import load_settings
 from pairwatch.config.settings import CREDENTIALS, Settings
 from pairwatch.errors import ConfigError
+from support.secrets import CREDENTIAL_MQTT_PASSWORD, CREDENTIAL_TELEGRAM_TOKEN
 
 FILE = """\
 log_level = "warning"
@@ -199,8 +200,8 @@ def test_credentials_registry_names_the_notifiers_and_web_secrets() -> None:
 def test_notifier_secrets_come_from_the_credentials_directory_and_never_show(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "telegram_token").write_text("123:abc\n", encoding="utf-8")
-    (tmp_path / "mqtt_password").write_text("hunter2", encoding="utf-8")
+    (tmp_path / "telegram_token").write_text(CREDENTIAL_TELEGRAM_TOKEN + "\n", encoding="utf-8")
+    (tmp_path / "mqtt_password").write_text(CREDENTIAL_MQTT_PASSWORD, encoding="utf-8")
     settings = load_settings(
         environ={
             "CREDENTIALS_DIRECTORY": str(tmp_path),
@@ -209,9 +210,9 @@ def test_notifier_secrets_come_from_the_credentials_directory_and_never_show(
         }
     )
     assert settings.telegram.token is not None
-    assert settings.telegram.token.get_secret_value() == "123:abc"
+    assert settings.telegram.token.get_secret_value() == CREDENTIAL_TELEGRAM_TOKEN
     assert settings.mqtt.password is not None
-    assert settings.mqtt.password.get_secret_value() == "hunter2"
+    assert settings.mqtt.password.get_secret_value() == CREDENTIAL_MQTT_PASSWORD
     assert settings.telegram.enabled
     assert not settings.mqtt.enabled  # no host
     assert "123:abc" not in repr(settings)
@@ -219,13 +220,13 @@ def test_notifier_secrets_come_from_the_credentials_directory_and_never_show(
 
 
 def test_secret_is_read_from_credentials_directory(tmp_path: Path) -> None:
-    (tmp_path / "telegram_token").write_text("123:abc\n", encoding="utf-8")
+    (tmp_path / "telegram_token").write_text(CREDENTIAL_TELEGRAM_TOKEN + "\n", encoding="utf-8")
     settings = load_settings(
         environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}, settings_cls=SecretSettings
     )
     assert isinstance(settings, SecretSettings)
     assert settings.telegram.token is not None
-    assert settings.telegram.token.get_secret_value() == "123:abc"
+    assert settings.telegram.token.get_secret_value() == CREDENTIAL_TELEGRAM_TOKEN
 
 
 def test_secret_from_environment_beats_credentials_directory(tmp_path: Path) -> None:
