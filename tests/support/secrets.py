@@ -94,7 +94,7 @@ class Leak:
         return f"{self.test}: {self.source}: secret {self.secret[:4]}… in {self.excerpt!r}"
 
 
-@dataclass
+@dataclass(eq=False)  # registered as a pytest plugin: hashable by identity
 class SecretGuard:
     """A pytest plugin: collect every leak of ``secrets`` and fail the run if there was one."""
 
