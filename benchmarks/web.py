@@ -22,6 +22,9 @@ shared cores they would otherwise take CPU from the probed loop in either mode.
 the expected bar count (``.pw-shown[data-rows=N]``, set in the same document update as the
 chart data), plus two animation frames in the browser (the canvases painted).
 **Loop stall** = the longest lateness of the 1 ms probe while the page loads, and its p99.
+The same probe runs meanwhile in a *reference* process that does nothing else: what it
+sees is the machine's own stall (two shared virtual cores), which no design of the page
+can remove; the page's cost to the daemon is the difference.
 
     .venv/bin/python benchmarks/web.py [--rows 1000000] [--runs 5] [--db PATH]
         [--mode child|thread|both] [--browser-nice 10]
@@ -120,35 +123,67 @@ async def bench(db: Path, rows: int, runs: int, mode: str, tmp: Path, browser_ni
         )  # fmt: skip
         assert child.stdin is not None
         assert child.stdout is not None
-        results: dict[str, list[tuple[float, float, float]]] = {}
+        # The reference: the same probe in a process of its own that does nothing else.
+        # Its stalls are the machine's (two shared virtual cores), not the page's.
+        reference = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--reference",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert reference.stdin is not None
+        assert reference.stdout is not None
+        results: dict[str, list[tuple[float, float, float, float, float]]] = {}
         for n, (_, _, label) in enumerate(plan):
             if n == 1:
                 gc.freeze()  # as the daemon does once started (after the first page's imports)
             lags: list[float] = []
             done = asyncio.Event()
             probe = asyncio.create_task(loop_lag(lags, done))
+            reference.stdin.write(b"GO\n")
             child.stdin.write(b"GO\n")
             await child.stdin.drain()
             line = (await child.stdout.readline()).decode()
             done.set()
             await probe
+            reference.stdin.write(b"STOP\n")
+            ref = json.loads(await reference.stdout.readline())
             assert line.startswith("TIME "), line
-            sample = (float(line.split()[1]), max(lags), float(np.percentile(lags, 99)))
+            sample = (float(line.split()[1]), max(lags), float(np.percentile(lags, 99)),
+                      ref["max"], ref["p99"])  # fmt: skip
             results.setdefault(label, []).append(sample)
         await child.wait()
+        reference.stdin.close()
+        await reference.wait()
         for label, count in RANGES.items():
             expected = rows if count is None else min(count, rows)
-            times = [t for t, _, _ in results[label]]
-            stalls = [m for _, m, _ in results[label]]
-            p99s = [p for _, _, p in results[label]]
-            shown = ", ".join(f"{t:.2f}" for t in times)
+            times, stalls, p99s, ref_max, ref_p99 = zip(*results[label], strict=True)
             print(
                 f"{mode}: range {label!r} ({expected:,} bars): first complete render median "
-                f"{statistics.median(times):.2f} s (runs: {shown}); loop stall max median "
-                f"{statistics.median(stalls):.1f} ms (runs: "
-                f"{', '.join(f'{s:.1f}' for s in stalls)}), p99 median "
-                f"{statistics.median(p99s):.2f} ms"
+                f"{statistics.median(times):.2f} s (runs: {listed(times, '.2f')}); "
+                f"loop stall max median {statistics.median(stalls):.1f} ms (runs: "
+                f"{listed(stalls)}), p99 median {statistics.median(p99s):.2f} ms; the "
+                f"reference process meanwhile: max median {statistics.median(ref_max):.1f} ms "
+                f"(runs: {listed(ref_max)}), p99 median {statistics.median(ref_p99):.2f} ms"
             )
+
+
+def listed(values: tuple[float, ...], spec: str = ".1f") -> str:
+    return ", ".join(format(v, spec) for v in values)
+
+
+async def reference_probe() -> None:
+    """Child: probe this idle process's loop between each ``GO`` and ``STOP`` on stdin; print
+    each interval's max and p99 (ms) as a JSON line."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while (await reader.readline()).strip() == b"GO":
+        lags: list[float] = []
+        done = asyncio.Event()
+        probe = asyncio.create_task(loop_lag(lags, done))
+        await reader.readline()  # STOP
+        done.set()
+        await probe
+        print(json.dumps({"max": max(lags), "p99": float(np.percentile(lags, 99))}), flush=True)
 
 
 def main() -> None:
@@ -162,7 +197,11 @@ def main() -> None:
         help="nice value of the browser and its driver (they stand for a user's machine)",
     )  # fmt: skip
     parser.add_argument("--drive", help=argparse.SUPPRESS)
+    parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.reference:
+        asyncio.run(reference_probe())
+        return
     if args.drive:
         asyncio.run(drive([(url, n) for url, n in json.loads(args.drive)]))
         return
