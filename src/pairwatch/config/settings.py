@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ByteSize, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pairwatch.analytics.timeframes import parse_timeframe
@@ -230,6 +230,19 @@ class RetentionSettings(BaseModel):
         return self.bars.get(timeframe)
 
 
+MIN_MAX_SIZE = 1_000_000
+"""The smallest ``storage.max_size`` (1MB): the schema alone takes a few hundred kB."""
+
+
+def _unset_if_blank(value: object) -> object:
+    """Treat an empty string (e.g. ``PAIRWATCH_STORAGE__MAX_SIZE=``) as unset."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+MaxSize = Annotated[ByteSize | None, BeforeValidator(_unset_if_blank)]
+"""A size in bytes: a whole number, or a number and a unit (``500MB``, ``2GB``, ``2GiB``)."""
+
+
 class StorageSettings(BaseModel):
     """The SQLite store."""
 
@@ -245,6 +258,14 @@ class StorageSettings(BaseModel):
     store_ticks: bool = Field(default=False, description="Also store every raw trade (large).")
     batch_max_rows: int = Field(
         default=50_000, ge=1, le=10_000_000, description="Most rows written in one transaction."
+    )
+    max_size: MaxSize = Field(
+        default=None,
+        ge=MIN_MAX_SIZE,
+        description=(
+            "Largest size of the database file, e.g. '500MB' or '2GB' (at least 1MB); past "
+            "it writes wait as on a full disk. Unset: no cap."
+        ),
     )
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings, description="How long rows are kept."

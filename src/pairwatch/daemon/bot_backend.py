@@ -36,6 +36,7 @@ from pairwatch.notifiers.telegram_backend import (
     FeedStatus,
     PairInfo,
     RuleInfo,
+    StoreStatus,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class DaemonBackend:
             per_symbol, outbox = await asyncio.to_thread(self._reader.read, read)
         except StoreError as exc:
             raise BackendError(f"the store cannot be read now ({exc})") from None
+        store = await asyncio.to_thread(self._store_status, now)
         feeds = []
         for symbol in symbols:
             last = health.last_trade.get(symbol)
@@ -125,6 +127,7 @@ class DaemonBackend:
             queues={name: depth() for name, depth in health.queue_depths.items()},
             outbox=outbox,
             rejected=dict(health.rejected),
+            store=store,
         )
 
     async def pairs(self) -> Sequence[PairInfo]:
@@ -266,6 +269,27 @@ class DaemonBackend:
         return f"ended {len(ended)} silence(s) of {rule}"
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _store_status(self, now: int) -> StoreStatus | None:
+        """Return the store writer's state and the database file's size (stats the file)."""
+        writer = self._daemon.writer
+        if writer is None:
+            return None
+        settings = self._daemon.settings
+        try:
+            size: int | None = settings.db_path.stat().st_size
+        except OSError:
+            size = None
+        since = writer.failing_since
+        return StoreStatus(
+            healthy=writer.healthy,
+            failing_since=since,
+            failing_for_s=None if since is None else max(now - since, 0) / 1000,
+            last_error=writer.last_error,
+            queued_rows=writer.queue_depth,
+            size_bytes=size,
+            max_size=settings.storage.max_size,
+        )
 
     def _open(self) -> None:
         if self.closing:

@@ -109,7 +109,9 @@ class Daemon:
             # Each release is pushed as its resource is acquired; they run in reverse order,
             # after a failed start as at shutdown: what is pushed first is released last.
             writer = self.writer = Writer(
-                settings.db_path, batch_max_rows=settings.storage.batch_max_rows
+                settings.db_path,
+                batch_max_rows=settings.storage.batch_max_rows,
+                max_size=settings.storage.max_size,
             )
             hangup = HangupReload(self.systemd)
             stack.callback(hangup.remove)  # last: SIGHUP's default action would end the process
@@ -320,9 +322,8 @@ class Daemon:
         """Return why systemd's watchdog must not be pinged: the store writer's thread died."""
         writer = self.writer
         # A write failing and being retried (disk full) keeps pinging: the daemon rides it
-        # out. Only a stopped thread is fatal. (Writer has no public liveness flag yet.)
-        thread = None if writer is None else writer._thread
-        if thread is None or not thread.is_alive():
+        # out. Only a stopped thread is fatal.
+        if writer is None or not writer.alive:
             return "the store writer thread has stopped"
         return None
 

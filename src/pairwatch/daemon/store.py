@@ -201,6 +201,23 @@ def finalize_open_bars(
     return closed
 
 
+def limit_size(conn: sqlite3.Connection, max_bytes: int) -> int:
+    """Cap the database file at ``max_bytes`` for writes on ``conn``; return the cap in effect.
+
+    Sets ``PRAGMA max_page_count`` to the whole pages of ``page_size`` that fit (at least
+    one). SQLite never sets it below the pages the file already has, so the cap in effect
+    (returned, in bytes) can be larger than asked: the file then cannot grow at all. A
+    write that needs a page past the cap fails with "database or disk is full"; pages that
+    deletes freed are reused first. The ``-wal`` file beside the database is not counted.
+    """
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    pages = max(max_bytes // page_size, 1)
+    in_effect = int(conn.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0])
+    return in_effect * page_size
+
+
 def count_rows(conn: sqlite3.Connection, table: str) -> int:
     """Return the number of rows in one of the store's tables."""
     if table not in TABLES:

@@ -4,7 +4,8 @@ Callers on the event loop only append to a queue under a short lock; the thread
 drains everything queued (up to ``batch_max_rows``) and writes it with
 ``executemany`` in a single transaction. A failed commit never loses the batch:
 on ``sqlite3.OperationalError`` (disk full, locked, read-only) the same batch is
-retried with capped backoff while new items keep queueing.
+retried with capped backoff while new items keep queueing. ``max_size`` caps the
+database file (``store.limit_size``): past it, writes fail as on a full disk.
 
 Everything is written in the order it was queued: an alert's state is never stored ahead
 of the bar it was evaluated on (a restart would apply that bar to it twice). With
@@ -30,7 +31,7 @@ from pairwatch.analytics.resample_kernel import BarArrays
 from pairwatch.daemon.alert_rows import Delivery, Notification, OutboxOffer, StoredState
 from pairwatch.daemon.feed_rows import FeedStatsRow, SymbolState, bar_array_rows
 from pairwatch.daemon.retention import check_purge
-from pairwatch.daemon.store import DEFAULT_BUSY_TIMEOUT_MS, open_store
+from pairwatch.daemon.store import DEFAULT_BUSY_TIMEOUT_MS, limit_size, open_store
 from pairwatch.daemon.writer_batch import (
     WRITE_BAR_ARRAYS,
     WRITE_BARS,
@@ -73,15 +74,19 @@ class Writer:
         batch_max_rows: int = 50_000,
         max_queued_ticks: int = 2_000_000,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        max_size: int | None = None,
         on_connect: Callable[[sqlite3.Connection], None] | None = None,
         clock: Callable[[], int] | None = None,
     ) -> None:
         if batch_max_rows < 1:
             raise ValueError(f"batch_max_rows must be >= 1, got {batch_max_rows}")
+        if max_size is not None and max_size < 1:
+            raise ValueError(f"max_size must be >= 1 byte or None, got {max_size}")
         self._path = Path(path)
         self._batch_max_rows = batch_max_rows
         self._max_queued_ticks = max_queued_ticks
         self._busy_timeout_ms = busy_timeout_ms
+        self._max_size = max_size
         self._on_connect = on_connect
         self._clock = clock or (lambda: time.time_ns() // 1_000_000)
         # Built from the metric tuples of now: the store adds their columns when it opens.
@@ -100,6 +105,7 @@ class Writer:
         self._healthy = True
         self._logged_errors: set[str] = set()
         self._failing_since: float | None = None
+        self._failing_since_ms: int | None = None
         self._dropping_ticks = False
         # Counters: written by the writer thread only, read from anywhere.
         self.bars_written = 0
@@ -135,10 +141,20 @@ class Writer:
         return self._queued_rows
 
     @property
+    def alive(self) -> bool:
+        """Return whether the writer thread was started and still runs."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
     def healthy(self) -> bool:
         """Return whether the thread runs and its last write attempt succeeded."""
-        thread = self._thread
-        return self._healthy and thread is not None and thread.is_alive()
+        return self._healthy and self.alive
+
+    @property
+    def failing_since(self) -> int | None:
+        """Return when the current spell of failing writes began (epoch ms), None if none."""
+        return self._failing_since_ms
 
     def start(self) -> None:
         """Open (and migrate) the store in the writer thread; raise ``StoreError`` on failure."""
@@ -307,6 +323,8 @@ class Writer:
             return
         self._conn = conn
         try:
+            if self._max_size is not None:
+                self._limit_size(conn, self._max_size)
             if self._on_connect is not None:
                 self._on_connect(conn)
         except BaseException as exc:
@@ -385,6 +403,7 @@ class Writer:
             )
         self._healthy = True
         self._failing_since = None
+        self._failing_since_ms = None
         self._logged_errors.clear()
         self._release(batch)
         for op in batch:
@@ -405,16 +424,34 @@ class Writer:
         message = f"{type(exc).__name__}: {exc}"
         self.errors += 1
         self.last_error = message
-        self._healthy = False
         if self._failing_since is None:
             self._failing_since = time.monotonic()
+            self._failing_since_ms = self._clock()
+        self._healthy = False  # after failing_since: an unhealthy live writer always has it
         if message not in self._logged_errors:
             self._logged_errors.add(message)
+            cap = ""
+            if self._max_size is not None and "full" in message:
+                cap = f" (storage.max_size is {self._max_size} bytes)"
             logger.warning(
-                "store write failed, retrying (nothing lost, %d rows waiting): %s",
+                "store write failed, retrying (nothing lost, %d rows waiting): %s%s",
                 self._queued_rows,
                 message,
+                cap,
             )
+
+    def _limit_size(self, conn: sqlite3.Connection, max_size: int) -> None:
+        cap = limit_size(conn, max_size)
+        if cap > max_size:
+            logger.warning(
+                "store %s is already %d bytes, over storage.max_size (%d): it cannot grow "
+                "until rows are deleted",
+                self._path,
+                cap,
+                max_size,
+            )
+        else:
+            logger.info("store %s capped at %d bytes (storage.max_size)", self._path, cap)
 
     def _dropped(self, batch: list[Op], exc: Exception) -> None:
         rows = sum(op.size for op in batch)

@@ -34,6 +34,26 @@ class FeedStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """The SQLite store's writer: whether its writes succeed, and what waits."""
+
+    healthy: bool
+    """The writer runs and its last write succeeded."""
+    failing_since: int | None
+    """When the current spell of failing writes began, epoch ms; None when writes succeed."""
+    failing_for_s: float | None
+    """How long that spell has lasted, in seconds."""
+    last_error: str | None
+    """The most recent write error (kept after recovery)."""
+    queued_rows: int
+    """Rows waiting in memory to be written."""
+    size_bytes: int | None = None
+    """The database file's size; None when unknown."""
+    max_size: int | None = None
+    """``storage.max_size``; None: no cap."""
+
+
+@dataclass(frozen=True, slots=True)
 class BotStatus:
     """What ``/status`` shows."""
 
@@ -54,6 +74,8 @@ class BotStatus:
     outbox: Mapping[str, int] = field(default_factory=dict)
     """Undelivered notifications per notifier."""
     rejected: Mapping[str, int] = field(default_factory=dict)
+    store: StoreStatus | None = None
+    """The store writer's state; None when the daemon has none (yet)."""
 
 
 @dataclass(frozen=True, slots=True)

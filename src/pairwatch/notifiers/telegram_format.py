@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pairwatch.daemon.alert_rows import event_from_payload
 from pairwatch.events import AlertEvent, PairSnapshot
 from pairwatch.notifiers.formatting import utc
-from pairwatch.notifiers.telegram_backend import AlertInfo, BotStatus, PairInfo, RuleInfo
+from pairwatch.notifiers.telegram_backend import (
+    AlertInfo,
+    BotStatus,
+    PairInfo,
+    RuleInfo,
+    StoreStatus,
+)
 from pairwatch.notifiers.telegram_html import MAX_CAPTION, escape, split_html
 
 
@@ -28,7 +34,7 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("help", "", "the commands"),
-    Command("status", "", "feeds, lag, rates, reconnects, gaps, queues, uptime"),
+    Command("status", "", "feeds, lag, rates, reconnects, gaps, store, queues, uptime"),
     Command("pairs", "", "the pairs watched"),
     Command("z", "<y> <x> [tf]", "latest snapshot of every metric"),
     Command("chart", "<y> <x> [tf] [window]", "price, spread and z-score chart"),
@@ -210,6 +216,8 @@ def status_html(status: BotStatus) -> str:
         f"Trades {status.trades_per_s:.1f}/s · bars closed {status.bars_closed:,}",
         f"Lag p50 {_ms(p50)} · p99 {_ms(p99)} · max {_ms(worst)}",
     ]
+    if status.store is not None:
+        lines += store_lines(status.store)
     if status.feeds:
         width = max(len(f.symbol) for f in status.feeds)
         rows = [
@@ -227,6 +235,46 @@ def status_html(status: BotStatus) -> str:
         if counts:
             lines.append(f"{title}: " + " · ".join(f"{escape(k)} {v:,}" for k, v in counts.items()))
     return "\n".join(lines)
+
+
+def store_lines(store: StoreStatus) -> list[str]:
+    """Return the ``/status`` lines of the store: OK and its size, or failing and since when."""
+    if store.healthy:
+        line = "Store: OK"
+        if store.size_bytes is not None:
+            line += f" · {size(store.size_bytes)}"
+            if store.max_size is not None:
+                line += f" of {size(store.max_size)} max"
+        if store.queued_rows:
+            line += f" · {store.queued_rows:,} rows waiting"
+        return [line]
+    if store.failing_since is None:
+        head = "⚠️ Store: <b>STOPPED</b>: nothing is written any more"
+    else:
+        head = "⚠️ Store: <b>FAILING</b>"
+        if store.failing_for_s is not None:
+            head += f" for {duration(store.failing_for_s)}"
+        head += f" (since {utc(store.failing_since)})"
+    head += f" · {store.queued_rows:,} rows waiting in memory"
+    lines = [head]
+    if store.last_error:
+        lines.append(f"Last error: <code>{escape(store.last_error)}</code>")
+    if store.size_bytes is not None:
+        cap = "" if store.max_size is None else f" (max {size(store.max_size)})"
+        lines.append(f"Database file {size(store.size_bytes)}{cap}")
+    return lines
+
+
+def size(n: int) -> str:
+    """Return a byte count in decimal units, three digits: ``512 B``, ``3.4 MB``, ``2 GB``."""
+    if n < 1000:
+        return f"{n} B"
+    value = n / 1000
+    for unit in ("kB", "MB", "GB"):
+        if float(f"{value:.3g}") < 1000:
+            return f"{value:.3g} {unit}"
+        value /= 1000
+    return f"{value:,.3g} TB" if value < 1000 else f"{value:,.0f} TB"
 
 
 def _ms(value: float) -> str:

@@ -91,6 +91,7 @@ def test_defaults_dump_as_they_are_written_in_toml() -> None:
             "sqlite_path": None,
             "store_ticks": False,
             "batch_max_rows": 50000,
+            "max_size": None,
             "retention": {
                 "ticks": "7d",
                 "bars": {"1s": "7d"},
