@@ -27,6 +27,11 @@ so both kinds of event are notified, tens per second.
   clock for every process of the host). The daemon's event-loop lag is probed in-process
   (a 1 ms sleep, lateness of each wake-up).
 
+- **Machine stalls**: a reference child process does nothing but the same 1 ms sleep probe;
+  its wake-ups later than 5 ms are whole-machine pauses (two shared virtual cores), which
+  no code of the daemon causes or can avoid. The "quiet" series keep the alerts during
+  whose fan-out (bar close → receipt) the reference saw no such pause.
+
 ``--routes mqtt`` leaves Telegram out (its sends share the daemon's loop); ``--no-lag-probe``
 leaves the probe out.
 
@@ -76,6 +81,8 @@ TOKEN = "123456:BENCH-token"
 CHAT = "4242"
 X = "BTCUSDT"
 PREFIX = "pairwatch/v1"
+REFERENCE_MS = 5.0
+"""A reference-process wake-up later than this is a machine stall (see ``serve_reference``)."""
 FILLS_MEAN = 1.4
 """Trades per taker order in the synthetic market's default model."""
 _TARGET_RE = re.compile(r"\b(Y\d+USDT/" + X + r")\b")
@@ -117,6 +124,24 @@ async def serve_simulator(pairs: int, trades: float) -> None:
     async with Simulator(options) as sim:
         print(f"READY {sim.url}", flush=True)
         await stop.wait()
+
+
+async def serve_reference() -> list[tuple[float, float]]:
+    """Child: a process that does nothing but the 1 ms sleep probe; on SIGTERM, return every
+    wake-up later than ``REFERENCE_MS`` as (monotonic end, lateness ms). Its stalls are the
+    machine's own (whole-VM pauses of shared cores), not the daemon's."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    stalls: list[tuple[float, float]] = []
+    print("READY -", flush=True)
+    while not stop.is_set():
+        start = time.monotonic()
+        await asyncio.sleep(0.001)
+        late = (time.monotonic() - start - 0.001) * 1000
+        if late > REFERENCE_MS:
+            stalls.append((time.monotonic(), late))
+    return stalls
 
 
 async def serve_peers(broker_port: int, out: Path) -> None:
@@ -186,6 +211,8 @@ class Run:
     trades_per_s: float = 0.0
     cpu_percent: float = 0.0
     """CPU time of this process (all threads: the daemon and the lag probe) per second."""
+    machine_stalls: list[float] = field(default_factory=list)
+    """The reference process's wake-ups later than ``REFERENCE_MS`` while measuring (ms)."""
 
 
 def settings_for(
@@ -216,20 +243,30 @@ def epoch_ms(text: str) -> int | None:
 
 
 def latencies(
-    receipts: Sequence[Receipt], closes: dict[tuple[str, int], float], start: float, end: float
-) -> tuple[list[float], list[float]]:
-    """Return the latencies (ms) of receipts of bars closed in [start, end], and of the
-    first receipt of each bar (against its own pair's close)."""
+    receipts: Sequence[Receipt],
+    closes: dict[tuple[str, int], float],
+    start: float,
+    end: float,
+    stalls: Sequence[tuple[float, float]] = (),
+) -> tuple[list[float], list[float], list[float]]:
+    """Return the latencies (ms) of receipts of bars closed in [start, end], of the first
+    receipt of each bar (against its own pair's close), and of the receipts during whose
+    fan-out (close → receipt) the reference process saw no machine stall (``stalls``)."""
     every: list[float] = []
+    quiet: list[float] = []
     first: dict[int, tuple[float, float]] = {}  # bar → (receipt, its pair's close)
+    ends = np.array([t for t, _ in stalls])
+    begins = np.array([t - late / 1000 for t, late in stalls])
     for at, pair, bar in receipts:
         closed = closes.get((pair, bar))
         if closed is None or not start <= closed <= end:
             continue
         every.append((at - closed) * 1000)
+        if not np.any((ends > closed) & (begins < at)):
+            quiet.append((at - closed) * 1000)
         if bar not in first or at < first[bar][0]:
             first[bar] = (at, closed)
-    return every, [(at - closed) * 1000 for at, closed in first.values()]
+    return every, [(at - closed) * 1000 for at, closed in first.values()], quiet
 
 
 async def run_daemon(
@@ -303,10 +340,14 @@ async def one_run(broker: Mosquitto, tmp: Path, args: argparse.Namespace) -> Run
         child("--serve", "simulator", "--pairs", str(args.pairs),
               "--trades", str(args.trades)) as sim_url,
         child("--serve", "peers", "--port", str(broker.port), "--out", str(peers_out)) as api_url,
+        child("--serve", "reference", "--out", str(tmp / "reference.json")),
     ):  # fmt: skip
         settings = settings_for(tmp, sim_url, api_url, broker.port, args.pairs, args.routes)
         closes, start, end = await run_daemon(settings, args, run)
     got = json.loads(peers_out.read_text())
+    stalls = [(t, late) for t, late in json.loads((tmp / "reference.json").read_text())
+              if start - 1 <= t <= end + 120]  # fmt: skip
+    run.machine_stalls = [late for t, late in stalls if start <= t <= end]
     mqtt: list[Receipt] = []
     for at, payload in got["mqtt"]:
         body = json.loads(payload)
@@ -323,8 +364,9 @@ async def one_run(broker: Mosquitto, tmp: Path, args: argparse.Namespace) -> Run
               ("telegram", telegram))  # fmt: skip
     for name, receipts in series:
         if receipts:
-            every, first = latencies(receipts, closes, start, end)
+            every, first, quiet = latencies(receipts, closes, start, end, stalls)
             run.latency_ms[name], run.latency_ms[f"{name} first"] = every, first
+            run.latency_ms[f"{name} quiet"] = quiet
     run.events = len(run.latency_ms.get("mqtt", []))
     bars = Counter(bar for _, pair, bar in mqtt if start <= closes.get((pair, bar), -1) <= end)
     run.per_bar = list(bars.values())
@@ -335,8 +377,10 @@ async def one_run(broker: Mosquitto, tmp: Path, args: argparse.Namespace) -> Run
 
 SERIES = {
     "mqtt publish": "bar close → MQTT publish (daemon hands the PUBLISH to its client)",
+    "mqtt publish quiet": "the same, alerts whose fan-out saw no machine stall",
     "mqtt ack": "bar close → MQTT PUBACK back in the daemon",
     "mqtt": "bar close → MQTT subscriber",
+    "mqtt quiet": "the same, alerts whose fan-out saw no machine stall",
     "mqtt first": "bar close → MQTT subscriber, first alert of each bar",
     "telegram": "bar close → Bot API sendMessage",
     "telegram first": "bar close → Bot API sendMessage, first message of each bar",
@@ -366,6 +410,9 @@ def report(runs: Sequence[Run], duration: float) -> None:
         for q in (50, 99):
             print(line(f"p{q}", [pct(s, q) for s in samples]))
         print(line("max", [max(s, default=float("nan")) for s in samples]))
+    print(line(f"machine stalls > {REFERENCE_MS:g} ms (idle reference process), count",
+               [len(r.machine_stalls) for r in runs], "{:.0f}"))  # fmt: skip
+    print(line("machine stall max ms", [max(r.machine_stalls, default=0.0) for r in runs]))
     if any(r.lag_ms for r in runs):
         print(line("event-loop lag p99 ms", [pct(r.lag_ms, 99) for r in runs]))
         print(line("event-loop lag max ms", [max(r.lag_ms) for r in runs]))
@@ -409,11 +456,15 @@ def main() -> None:
         "--no-lag-probe", dest="lag_probe", action="store_false",
         help="leave out the 1 ms event-loop lag probe",
     )  # fmt: skip
-    parser.add_argument("--serve", choices=("simulator", "peers"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=("simulator", "peers", "reference"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve == "simulator":
+    if args.serve == "reference":
+        args.out.write_text(json.dumps(asyncio.run(serve_reference())))
+    elif args.serve == "simulator":
         asyncio.run(serve_simulator(args.pairs, args.trades))
     elif args.serve == "peers":
         asyncio.run(serve_peers(args.port, args.out))
