@@ -216,7 +216,9 @@ def test_the_backoff_is_capped_for_ever_and_odd_waits_fall_back_to_it(db: Path) 
     assert dispatcher._backoff(5_000, DeliveryError("x")) == 300.0  # no overflow after days
     assert dispatcher._backoff(1, DeliveryError("x", retry_after=math.nan)) == 1.0
     assert dispatcher._backoff(1, DeliveryError("x", retry_after=7.5)) == 7.5
-    assert dispatcher._backoff(1, DeliveryError("x", retry_after=1e9)) == 300.0
+    # A peer's retry_after is honoured in full, past retry_max (up to a day).
+    assert dispatcher._backoff(1, DeliveryError("x", retry_after=900.0)) == 900.0
+    assert dispatcher._backoff(1, DeliveryError("x", retry_after=1e9)) == 86_400.0
 
 
 async def test_an_unreadable_row_is_given_up_and_the_next_goes_on(db: Path, writer: Writer) -> None:

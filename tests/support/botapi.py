@@ -5,7 +5,8 @@ long polling, ``sendMessage``, ``sendPhoto``, ``setMyCommands``), checks the tok
 path, validates HTML texts the way Telegram does (known tags, balanced, entities, at
 most 4,096 characters after parsing), and records every request. Tests inject updates
 (``push_message``), make the next calls of a method fail (``fail_next``: 429 with
-``retry_after``, 5xx, 400 …), every send to a chat fail (``fail_chat``) or the next
+``retry_after``, 5xx, 400 …; ``storm``: a pattern of such answers), every send to a chat
+fail (``fail_chat``) or the next
 HTML texts be refused as unparsable (``refuse_html``), and await requests with
 ``wait_for`` instead of sleeping.
 """
@@ -19,7 +20,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -53,6 +54,8 @@ class ApiCall:
     at: float
     """``time.monotonic()`` when it arrived."""
     status: int = 200
+    retry_after: int | None = None
+    """The ``retry_after`` answered with an error (a 429's wait), if any."""
 
     def arg(self, name: str) -> Any:
         """Return a parameter JSON-decoded (a plain string when it is not JSON)."""
@@ -190,6 +193,23 @@ class FakeBotApi:
             [None] * after + [Failure(status, description, retry_after)] * count
         )
 
+    def storm(self, method: str, pattern: Sequence[int | None], *, retry_after: int = 1) -> None:
+        """Answer the next calls of ``method`` by ``pattern``, one entry per call, in order.
+
+        An entry is an error status (429 comes with ``retry_after``) or None: answered as
+        usual. Queued after what ``fail_next`` queued before.
+        """
+        queue = self._failures.setdefault(method, [])
+        for status in pattern:
+            if status is None:
+                queue.append(None)
+            elif status == 429:
+                queue.append(
+                    Failure(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+                )
+            else:
+                queue.append(Failure(status, HTTPStatus(status).phrase))
+
     def fail_chat(self, chat_id: str, status: int = 400,
                   description: str = "Bad Request: chat not found") -> None:  # fmt: skip
         """Answer every send to ``chat_id`` with an error."""
@@ -309,6 +329,7 @@ class FakeBotApi:
                 failure = refused.failure
         if failure is not None:
             call.status = failure.status
+            call.retry_after = failure.retry_after
             self._record(call)
             return failure.status, failure.body()
         self._record(call)

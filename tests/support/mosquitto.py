@@ -4,7 +4,9 @@ The broker gets a generated config in its own directory: anonymous by default, o
 password file, plus optionally a second listener with TLS (a test CA, server and client
 certificates made offline, by the ``cryptography`` package when installed, else by the
 ``openssl`` command). Its log is read by a thread, so tests can await a log line instead
-of sleeping; ``start()`` returns once the broker says it is running.
+of sleeping; ``start()`` returns once the broker says it is running. ``save()`` writes the
+persistence file now (SIGUSR1), so a broker killed afterwards (``kill()``: SIGKILL, no save)
+comes back with the sessions and retained messages it had then.
 """
 
 from __future__ import annotations
@@ -193,6 +195,7 @@ class Mosquitto:
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self._changed = threading.Condition()
+        self._reader: threading.Thread | None = None
         directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "mosquitto.conf"
         self.config.write_text(self._config_text(require_certificate, persistence))
@@ -233,13 +236,16 @@ class Mosquitto:
     def start(self, timeout: float = 15.0) -> None:
         """Start the broker; return once it is running (raise with its log if it is not)."""
         assert self.process is None or self.process.poll() is not None, "already running"
+        if self._reader is not None:  # the last run's "<exited>" goes before the mark
+            self._reader.join(timeout)
         mark = len(self.lines)
         self.process = subprocess.Popen(
             [MOSQUITTO, "-c", str(self.config)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
-        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read, args=(self.process,), daemon=True)
+        self._reader.start()
         try:
             self.wait_for_log(" running", timeout, since=mark)
             self._probe(timeout)
@@ -300,6 +306,23 @@ class Mosquitto:
             process.kill()
             process.wait(timeout)
 
+    def save(self, timeout: float = 10.0) -> None:
+        """Write the persistence file now (SIGUSR1); return once it is written.
+
+        For a broker killed later (``kill()`` saves nothing): it restarts with the sessions
+        (subscriptions of clients without a clean session) and retained messages of now.
+        """
+        process = self.process
+        assert process is not None, "not started"
+        assert process.poll() is None, "not running"
+        mark = len(self.lines)
+        process.send_signal(signal.SIGUSR1)
+        self.wait_for_log("Saving in-memory database", timeout, since=mark)
+        # The save runs on the broker's only thread, after that line: a CONNACK comes after it.
+        self._probe(timeout)
+        errors = [line for line in self.lines[mark:] if "Error saving" in line]
+        assert not errors, f"mosquitto could not save its database: {errors}"
+
     def kill(self) -> None:
         """Kill the broker at once (SIGKILL)."""
         process = self.process
@@ -326,7 +349,7 @@ class Subscriber:
 
     ``persistent`` uses a fixed client id and no clean session, and reconnects after the
     broker went away: with a broker that keeps sessions, nothing published meanwhile is
-    missed (at QoS ≥ 1).
+    missed (at QoS ≥ 1). ``arrivals[i]`` is the connection (1, 2, …) ``messages[i]`` came on.
     """
 
     def __init__(
@@ -346,6 +369,7 @@ class Subscriber:
         self.persistent = persistent
         self.options = client_options
         self.messages: list[aiomqtt.Message] = []
+        self.arrivals: list[int] = []
         self.subscribed = asyncio.Event()
         self.connections = 0
         self._new = asyncio.Event()
@@ -378,8 +402,10 @@ class Subscriber:
                         await client.subscribe(topic, qos=self.qos)
                     self.connections += 1
                     self.subscribed.set()
+                    self._new.set()  # wait_for may wait for a connection too
                     async for message in client.messages:
                         self.messages.append(message)
+                        self.arrivals.append(self.connections)
                         self._new.set()
             except aiomqtt.MqttError:
                 self.subscribed.clear()
@@ -396,7 +422,7 @@ class Subscriber:
         done: Callable[[list[aiomqtt.Message]], bool],
         timeout: float = 15.0,  # noqa: ASYNC109
     ) -> list[aiomqtt.Message]:
-        """Wait until ``done(messages)`` holds; return the messages."""
+        """Wait until ``done(messages)`` holds (checked on every message and connection)."""
         async with asyncio.timeout(timeout):
             while not done(self.messages):
                 self._new.clear()

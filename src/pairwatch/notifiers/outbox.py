@@ -60,6 +60,8 @@ MAX_OFFERS = 1000
 """Offers a busy worker keeps; beyond, they are dropped and it reads the table instead."""
 
 _MAX_EXPONENT = 30
+RETRY_AFTER_CAP_S = 86_400.0
+"""Longest ``retry_after`` a peer can make a row wait (a day; more is taken as a day)."""
 
 
 class DeliveryError(Exception):
@@ -387,7 +389,9 @@ class Dispatcher:
         if isinstance(exc, DeliveryError) and exc.retry_after is not None:
             wait = exc.retry_after
             if math.isfinite(wait):
-                return min(max(wait, 0.0), self._retry_max)
+                # The peer's own wait (Telegram's 429 retry_after) is honoured in full even
+                # past retry_max: sending sooner only earns another refusal.
+                return min(max(wait, 0.0), RETRY_AFTER_CAP_S)
         exponent = min(max(attempts - 1, 0), _MAX_EXPONENT)
         return float(min(self._retry_initial * 2.0**exponent, self._retry_max))
 
