@@ -29,6 +29,7 @@ from prometheus_client.core import (
 
 from pairwatch import __version__
 from pairwatch.daemon.alert_rows import pending_counts
+from pairwatch.daemon.health import LagWindow
 from pairwatch.daemon.store import open_store
 from pairwatch.errors import StoreError
 
@@ -94,6 +95,16 @@ def _by(
     return family
 
 
+def _quantiles(name: str, doc: str, window: LagWindow, per_second: float) -> Metric:
+    """A gauge of ``window``'s p50, p99 and max in seconds (no sample while it is empty)."""
+    family = GaugeMetricFamily(name, doc, labels=["quantile"], unit="seconds")
+    percentiles = window.percentiles()
+    if not math.isnan(percentiles[0]):
+        for label, i in LAG_QUANTILES:
+            family.add_metric([label], percentiles[i] / per_second)
+    return family
+
+
 class Collector:
     """Read a daemon's counters as Prometheus metric families, at scrape time.
 
@@ -149,30 +160,20 @@ class Collector:
             "1 while the connection (by index) is open.", "connection",
             {str(i): float(f.connected.is_set()) for i, f in enumerate(daemon.feeds)},
         )  # fmt: skip
-        lag = GaugeMetricFamily(
+        yield _quantiles(
             "pairwatch_feed_lag_seconds",
             "Receive time minus exchange time over the last 4,096 accepted trades "
             "(quantile 1 is the maximum).",
-            labels=["quantile"],
-            unit="seconds",
+            h.lag,
+            per_second=1_000,  # ms; no trade yet: no samples
         )
-        percentiles = h.lag.percentiles()
-        if not math.isnan(percentiles[0]):  # no trade yet: no samples
-            for label, i in LAG_QUANTILES:
-                lag.add_metric([label], percentiles[i] / 1000)
-        yield lag
-        loop = GaugeMetricFamily(
+        yield _quantiles(
             "pairwatch_event_loop_lag_seconds",
             "How late the daemon's event loop wakes from a 50 ms sleep, over the last minute "
             "(quantile 1 is the maximum).",
-            labels=["quantile"],
-            unit="seconds",
+            h.loop_lag,
+            per_second=1_000_000,  # µs; not measured yet: no samples
         )
-        percentiles = h.loop_lag.percentiles()
-        if not math.isnan(percentiles[0]):  # not measured yet
-            for label, i in LAG_QUANTILES:
-                loop.add_metric([label], percentiles[i] / 1e6)
-        yield loop
         yield _by(
             GaugeMetricFamily, "pairwatch_last_trade_timestamp_seconds",
             "When the symbol's last accepted trade was received (Unix time).", "symbol",
