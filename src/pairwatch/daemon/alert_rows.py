@@ -33,48 +33,27 @@ _STATE_COLUMNS: Final = ("timeframe", "window", *STATE_FIELDS, "previous", "mute
 MUTED_FIRING: Final = 1
 MUTED_NO_DATA: Final = 2
 """Bits of ``alert_state.muted``: a silence held back the firing / the no-data notification."""
+UPSERT_ALERT_STATE: Final = " ".join(
+    (
+        f"INSERT INTO alert_state (rule, target, {', '.join(_STATE_COLUMNS)}, updated_at)",
+        f"VALUES ({', '.join('?' * (len(_STATE_COLUMNS) + 3))})",
+        "ON CONFLICT (rule, target) DO UPDATE SET",
+        ", ".join(f"{c} = excluded.{c}" for c in (*_STATE_COLUMNS, "updated_at")),
+    )
+)
 DELETE_ALERT_STATE: Final = "DELETE FROM alert_state WHERE rule = ? AND target = ?"
 
 EVENT_COLUMNS: Final = (
     "key", "rule", "target", "timeframe", "window", "kind", "at", "severity", "metric", "value",
     "threshold", "message", "vals", "labels", "notify", "since", "silenced", "created_at",
 )  # fmt: skip
-
-
-def from_json(head: str, columns: int, tail: str = "") -> str:
-    """``head`` (``INSERT … (columns)``) fed from one JSON array of rows (``json_rows``), in
-    one statement: SQLite steps it once, so the GIL is handed over once whatever the row
-    count. ``executemany`` hands it over on every row, and with a busy event loop each
-    hand-over can wait up to the switch interval (5 ms): ~70 alerts of one bar took
-    17–97 ms of wall time for 0.5–3 ms of CPU. Rows go in in array order (ids too)."""
-    values = ", ".join(f"value ->> {i}" for i in range(columns))
-    sql = f"{head} SELECT {values} FROM json_each(?) WHERE true ORDER BY key {tail}"  # noqa: S608
-    return sql.rstrip()
-
-
-def json_rows(rows: Iterable[Row]) -> tuple[str]:
-    """The one parameter of a ``from_json`` statement. A non-finite float becomes NULL (as
-    SQLite stores a NaN; the alert rows hold none: values and thresholds are made finite
-    or None before, states hold ints and texts)."""
-
-    def cell(value: object) -> object:
-        return None if isinstance(value, float) and not math.isfinite(value) else value
-
-    return (json.dumps([[cell(v) for v in row] for row in rows], separators=(",", ":")),)
-
-
-INSERT_ALERT_EVENTS: Final = from_json(
-    f"INSERT OR IGNORE INTO alert_events ({', '.join(EVENT_COLUMNS)})", len(EVENT_COLUMNS)
+INSERT_ALERT_EVENT: Final = (
+    f"INSERT OR IGNORE INTO alert_events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
-INSERT_OUTBOX_ROWS: Final = from_json(
-    "INSERT OR IGNORE INTO outbox (key, notifier, route, payload, created_at, next_attempt_at)",
-    6,
-)
-UPSERT_ALERT_STATES: Final = from_json(
-    f"INSERT INTO alert_state (rule, target, {', '.join(_STATE_COLUMNS)}, updated_at)",
-    len(_STATE_COLUMNS) + 3,
-    "ON CONFLICT (rule, target) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in (*_STATE_COLUMNS, "updated_at")),
+INSERT_OUTBOX: Final = (
+    "INSERT OR IGNORE INTO outbox (key, notifier, route, payload, created_at, next_attempt_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 MARK_DELIVERED: Final = (
     "UPDATE outbox SET delivered_at = ?, attempts = ?, last_error = NULL WHERE id = ?"
@@ -203,7 +182,7 @@ def notice_payload(title: str, text: str, severity: str = "warning") -> dict[str
 
 
 def state_rows(states: Iterable[StoredState], now: int) -> list[Row]:
-    """Return alert states as ``UPSERT_ALERT_STATES`` rows (``json_rows``)."""
+    """Return alert states as ``UPSERT_ALERT_STATE`` parameters."""
     rows: list[Row] = []
     for s in states:
         st = s.state
@@ -241,7 +220,7 @@ def state_from_row(row: Sequence[Any]) -> StoredState:
 
 
 def event_rows(events: Iterable[tuple[AlertEvent, bool]], now: int) -> list[Row]:
-    """Return ``(event, silenced)`` pairs as ``INSERT_ALERT_EVENTS`` rows (``json_rows``)."""
+    """Return ``(event, silenced)`` pairs as ``INSERT_ALERT_EVENT`` parameters."""
     return [
         (
             e.key,
@@ -270,7 +249,7 @@ def event_rows(events: Iterable[tuple[AlertEvent, bool]], now: int) -> list[Row]
 
 
 def outbox_rows(notifications: Iterable[Notification], now: int) -> list[Row]:
-    """Return notifications as ``INSERT_OUTBOX_ROWS`` rows (``json_rows``; due at once)."""
+    """Return notifications as ``INSERT_OUTBOX`` parameters (due at once)."""
     return [(n.key, n.notifier, _route_json(n), _payload_json(n), now, now) for n in notifications]
 
 
@@ -355,7 +334,7 @@ def insert_outbox(
     one hands the GIL back and forth with a busy event loop.
     """
     before = outbox_sequence(conn)
-    conn.execute(INSERT_OUTBOX_ROWS, json_rows(outbox_rows(notifications, now)))
+    conn.executemany(INSERT_OUTBOX, outbox_rows(notifications, now))
     rows = conn.execute(
         f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id > ? ORDER BY id",  # noqa: S608
         (before,),

@@ -17,9 +17,9 @@ from typing import Any
 
 from pairwatch.daemon.alert_rows import (
     DELETE_ALERT_STATE,
-    INSERT_ALERT_EVENTS,
-    INSERT_OUTBOX_ROWS,
-    UPSERT_ALERT_STATES,
+    INSERT_ALERT_EVENT,
+    INSERT_OUTBOX,
+    UPSERT_ALERT_STATE,
     Delivery,
     Notification,
     OutboxOffer,
@@ -27,7 +27,6 @@ from pairwatch.daemon.alert_rows import (
     delivery_rows,
     event_rows,
     insert_outbox,
-    json_rows,
     outbox_rows,
     state_rows,
 )
@@ -261,12 +260,12 @@ def _write_alerts(
         conn.executemany(DELETE_ALERT_STATE, op.forget)
     outbox = [] if offers is not None else outbox_rows(op.notifications, now)
     for sql, rows, counter in (
-        (INSERT_ALERT_EVENTS, event_rows(op.events, now), "alert_events_written"),
-        (INSERT_OUTBOX_ROWS, outbox, "outbox_written"),
-        (UPSERT_ALERT_STATES, state_rows(op.states, now), "alert_states_written"),
+        (INSERT_ALERT_EVENT, event_rows(op.events, now), "alert_events_written"),
+        (INSERT_OUTBOX, outbox, "outbox_written"),
+        (UPSERT_ALERT_STATE, state_rows(op.states, now), "alert_states_written"),
     ):
         if rows:
-            cursor = conn.execute(sql, json_rows(rows))  # one step: see alert_rows.from_json
+            cursor = conn.executemany(sql, rows)
             counts[counter] = counts.get(counter, 0) + cursor.rowcount
     if offers is not None and op.notifications:
         offer = insert_outbox(conn, op.notifications, now)
