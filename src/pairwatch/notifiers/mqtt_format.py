@@ -19,6 +19,7 @@ import msgspec
 
 from pairwatch.config.pairs import PairSettings
 from pairwatch.events import Bar, PairSnapshot, SymbolSnapshot
+from pairwatch.series import SeriesKey
 
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
@@ -170,18 +171,8 @@ def alert_payload(payload: Mapping[str, Any], key: str, created_at: int) -> byte
 
 
 @dataclass(frozen=True, slots=True, order=True)
-class Series:
-    """One analysed pair series: pair × timeframe × window (what an analytics topic holds)."""
-
-    y: str
-    x: str
-    timeframe: str
-    window: int
-
-    @property
-    def pair(self) -> str:
-        """Return the pair as written in rules and settings: ``ETHUSDT/BTCUSDT``."""
-        return f"{self.y}/{self.x}"
+class Series(SeriesKey):
+    """One analysed pair series as an analytics topic holds it, with its Home Assistant ids."""
 
     def object_id(self, metric: str) -> str:
         """Return the Home Assistant object id of one of its metrics."""

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pairwatch.daemon.retention import first_series_sql, next_series_sql
+from pairwatch.series import SeriesKey
 from pairwatch.web import fastread
 
 CHART_METRICS: Final = (
@@ -49,20 +50,6 @@ STAT_METRICS: Final = (
 
 LEG_COLUMNS: Final = ("close", "volume")
 """Each leg's bar columns the charts draw, prefixed ``y_`` / ``x_``."""
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class SeriesKey:
-    """One analysed series: pair × timeframe × window."""
-
-    y: str
-    x: str
-    timeframe: str
-    window: int
-
-    @property
-    def pair(self) -> str:
-        return f"{self.y}/{self.x}"
 
 
 @dataclass(frozen=True, slots=True)

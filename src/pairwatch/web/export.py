@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,7 @@ from pairwatch.daemon.retention import first_series_sql, next_series_sql
 from pairwatch.daemon.store import open_store, table_columns
 from pairwatch.daemon.store_reads import quoted, ts_range
 from pairwatch.errors import PairwatchError
+from pairwatch.series import SeriesKey
 from pairwatch.web import fastread
 from pairwatch.web.export_files import (
     FORMATS,
@@ -103,19 +104,6 @@ class ExportError(PairwatchError):
 
 class SeriesNotFound(ExportError):  # noqa: N818 -- reads as what happened
     """The database holds no analytics for the pair, timeframe or window asked for."""
-
-
-class SeriesLike(Protocol):
-    """Anything naming a series (``web.data.SeriesKey``)."""
-
-    @property
-    def y(self) -> str: ...
-    @property
-    def x(self) -> str: ...
-    @property
-    def timeframe(self) -> str: ...
-    @property
-    def window(self) -> int: ...
 
 
 Series = tuple[str, str, str, int]
@@ -389,7 +377,7 @@ def _column(values: npt.NDArray[np.float64], kind: Any) -> Any:
 
 
 def export_chunks(
-    db: Path, key: SeriesLike, start_ms: int | None, end_ms: int | None, fmt: str
+    db: Path, key: SeriesKey, start_ms: int | None, end_ms: int | None, fmt: str
 ) -> Generator[bytes, None, None]:
     """Yield the export file of one series in pieces, on a read-only connection of its own.
 

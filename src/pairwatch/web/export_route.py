@@ -20,7 +20,7 @@ import tornado.http1connection
 import tornado.iostream
 import tornado.web
 
-from pairwatch.web.data import SeriesKey
+from pairwatch.series import SeriesKey
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any, Final, TypeVar
 import pandas as pd
 import panel as pn
 
+from pairwatch.series import SeriesKey
 from pairwatch.web import data
 from pairwatch.web.charts import ChartOptions, Charts
-from pairwatch.web.data import SeriesKey
 from pairwatch.web.health import FeedHealth
 from pairwatch.web.page_html import (
     alerts_html,

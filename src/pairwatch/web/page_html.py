@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 import pandas as pd
 
 from pairwatch.notifiers.formatting import utc
+from pairwatch.series import SeriesKey
 from pairwatch.web import data
-from pairwatch.web.data import SeriesKey
 from pairwatch.web.health import FeedHealth
 
 FILTERED: Final = ("rule", "target", "timeframe", "kind", "severity", "message")

@@ -11,8 +11,8 @@ from typing import NamedTuple, TypeVar
 import pandas as pd
 
 from pairwatch.daemon.store import open_store
+from pairwatch.series import SeriesKey
 from pairwatch.web import data
-from pairwatch.web.data import SeriesKey
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ import pytest
 
 from pairwatch.daemon.writer import Writer
 from pairwatch.events import AlertEvent
-from pairwatch.web.data import SeriesKey
+from pairwatch.series import SeriesKey
 from pairwatch.web.view_read import read_news, read_view
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
