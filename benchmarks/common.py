@@ -6,6 +6,7 @@ import asyncio
 import importlib.metadata
 import os
 import platform
+import signal
 import statistics
 from collections.abc import Callable
 
@@ -54,3 +55,23 @@ async def loop_lag(samples: list[float], done: asyncio.Event) -> None:
         start = loop.time()
         await asyncio.sleep(0.001)
         samples.append((loop.time() - start - 0.001) * 1000)
+
+
+FILLS_MEAN = 1.4
+"""Trades per taker order in the simulator's default model."""
+
+
+async def serve_simulator(symbols: list[str], trades: float) -> None:
+    """Child process: the simulator in real time at ``trades`` per second over ``symbols``;
+    prints ``READY <url>``, stops on SIGTERM."""
+    from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
+
+    options = SimulatorOptions(
+        symbols=tuple(symbols), rate=trades / FILLS_MEAN, speed=1.0, record_ids=False,
+        retention=10_000,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with Simulator(options) as sim:
+        print(f"READY {sim.url}", flush=True)
+        await stop.wait()

@@ -68,10 +68,9 @@ import aiomqtt
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import loop_lag, machine
+from common import loop_lag, machine, serve_simulator
 from pairwatch.config.settings import Settings
 from pairwatch.daemon.service import Daemon
-from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
 from pairwatch.events import PairSnapshot, SymbolSnapshot
 from pairwatch.notifiers.mqtt import MqttLink
 from support.botapi import FakeBotApi
@@ -83,8 +82,6 @@ X = "BTCUSDT"
 PREFIX = "pairwatch/v1"
 REFERENCE_MS = 5.0
 """A reference-process wake-up later than this is a machine stall (see ``serve_reference``)."""
-FILLS_MEAN = 1.4
-"""Trades per taker order in the synthetic market's default model."""
 _TARGET_RE = re.compile(r"\b(Y\d+USDT/" + X + r")\b")
 _UTC_RE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
 
@@ -111,19 +108,6 @@ def rules_yaml(ys: Sequence[str], routes: str = "mqtt, telegram") -> str:
 
 
 # --- the child processes ---------------------------------------------------------------------
-
-
-async def serve_simulator(pairs: int, trades: float) -> None:
-    """Child: the simulator, real time; prints ``READY <url>``, stops on SIGTERM."""
-    options = SimulatorOptions(
-        symbols=tuple(symbols(pairs)), rate=trades / FILLS_MEAN, speed=1.0, record_ids=False,
-        retention=10_000,
-    )  # fmt: skip
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with Simulator(options) as sim:
-        print(f"READY {sim.url}", flush=True)
-        await stop.wait()
 
 
 async def serve_reference() -> list[tuple[float, float]]:
@@ -465,7 +449,7 @@ def main() -> None:
     if args.serve == "reference":
         args.out.write_text(json.dumps(asyncio.run(serve_reference())))
     elif args.serve == "simulator":
-        asyncio.run(serve_simulator(args.pairs, args.trades))
+        asyncio.run(serve_simulator(symbols(args.pairs), args.trades))
     elif args.serve == "peers":
         asyncio.run(serve_peers(args.port, args.out))
     else:

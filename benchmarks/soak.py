@@ -39,12 +39,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine
-from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
+from common import machine, serve_simulator
 from pairwatch.web.server import free_port
 
-FILLS_MEAN = 1.4
-"""Trades per taker order in the simulator's default model."""
 TIMEFRAMES = ("1s", "1m", "5m")
 
 
@@ -87,19 +84,6 @@ rules:
     clear: abs(zscore) < 1
     notify: [log]
 """
-
-
-async def serve_simulator(names: list[str], trades: float) -> None:
-    """Child: the simulator, real time; prints ``READY <url>``, stops on SIGTERM."""
-    options = SimulatorOptions(
-        symbols=tuple(names), rate=trades / FILLS_MEAN, speed=1.0, record_ids=False,
-        retention=10_000,
-    )  # fmt: skip
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with Simulator(options) as sim:
-        print(f"READY {sim.url}", flush=True)
-        await stop.wait()
 
 
 @contextlib.contextmanager
