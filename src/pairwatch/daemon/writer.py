@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 _BACKOFF_MIN_S = 0.1
 _BACKOFF_MAX_S = 5.0
 _STREAMS = ("trade", "aggTrade")
+MAX_DEFER_S = 0.5
+"""How long alert writes may keep the derived rows queued before them waiting."""
 
 
 class Writer:
@@ -107,6 +109,8 @@ class Writer:
         self._failing_since: float | None = None
         self._failing_since_ms: int | None = None
         self._dropping_ticks = False
+        self._deferring_since: float | None = None
+        """Since when (monotonic) batches have left deferrable ops behind (``cut_batch``)."""
         # Counters: written by the writer thread only, read from anywhere.
         self.bars_written = 0
         self.ticks_written = 0
@@ -389,7 +393,15 @@ class Writer:
                 self._cond.wait()
             if not self._queue or self._abort:
                 return None
-            return cut_batch(self._queue, self._batch_max_rows)
+            # Alerts may keep deferring the derived rows for MAX_DEFER_S, not starve them.
+            since = self._deferring_since
+            defer = since is None or time.monotonic() - since < MAX_DEFER_S
+            batch, deferred = cut_batch(self._queue, self._batch_max_rows, defer=defer)
+            if not deferred:
+                self._deferring_since = None
+            elif since is None:
+                self._deferring_since = time.monotonic()
+            return batch
 
     def _committed(self, batch: list[Op], counts: dict[str, int]) -> None:
         for counter, value in counts.items():

@@ -58,11 +58,17 @@ from pairwatch.events import AlertEvent, Bar
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """A write statement, the writer counter it adds to, and how items become its rows."""
+    """A write statement, the writer counter it adds to, and how items become its rows.
+
+    ``deferrable``: its rows may be committed after alert writes queued later (see
+    ``cut_batch``). Derived rows nothing waits for: analytics snapshots, Kalman states (each
+    names the bar it follows), feed statistics.
+    """
 
     sql: str
     counter: str
     rows: Callable[[Sequence[Any], int], list[Row]]
+    deferrable: bool = False
 
 
 WRITE_BARS = Statement(UPSERT_BARS, "bars_written", bar_rows)
@@ -71,8 +77,12 @@ WRITE_BAR_ARRAYS = Statement(UPSERT_BARS, "bars_written", lambda rows, now: list
 WRITE_TICKS = Statement(INSERT_TICKS, "ticks_written", tick_rows)
 WRITE_GAPS = Statement(INSERT_GAPS, "gaps_written", gap_rows)
 WRITE_STATES = Statement(UPSERT_SYMBOL_STATE, "states_written", symbol_state_rows)
-WRITE_FEED_STATS = Statement(UPSERT_FEED_STATS, "feed_stats_written", feed_stats_rows)
-WRITE_KALMAN = Statement(UPSERT_KALMAN_STATE, "kalman_states_written", kalman_state_rows)
+WRITE_FEED_STATS = Statement(
+    UPSERT_FEED_STATS, "feed_stats_written", feed_stats_rows, deferrable=True
+)
+WRITE_KALMAN = Statement(
+    UPSERT_KALMAN_STATE, "kalman_states_written", kalman_state_rows, deferrable=True
+)
 
 
 def metric_statements() -> tuple[Statement, Statement]:
@@ -83,11 +93,13 @@ def metric_statements() -> tuple[Statement, Statement]:
         upsert_sql("analytics", pair_metrics),
         "analytics_written",
         partial(pair_snapshot_rows, metrics=pair_metrics),
+        deferrable=True,
     )
     symbols = Statement(
         upsert_sql("symbol_analytics", symbol_metrics),
         "symbol_analytics_written",
         partial(symbol_snapshot_rows, metrics=symbol_metrics),
+        deferrable=True,
     )
     return pairs, symbols
 
@@ -165,16 +177,33 @@ class Deliveries:
 Op = Rows | Purge | Checkpoint | Flush | AlertWrite | Deliveries
 
 
-def cut_batch(queue: collections.deque[Op], limit: int) -> list[Op]:
-    """Pop up to ``limit`` rows of ops off ``queue`` (splitting ``Rows``, never others).
+def cut_batch(
+    queue: collections.deque[Op], limit: int, *, defer: bool = True
+) -> tuple[list[Op], bool]:
+    """Pop up to ``limit`` rows of ops off ``queue`` (splitting ``Rows``, never others);
+    return them and whether deferrable ops were left behind.
 
-    A batch ends with an alert write: its notifications wait for the commit, so the rows
-    queued after it (the bar's snapshots) go in the next transaction. Order is kept: what
-    was queued before the alert (its bar) is committed with it or earlier.
+    Everything waiting goes in one transaction (a group commit: at a bar close the alert
+    writes of many pairs queue up while one is written, and every commit and statement
+    costs the writer thread GIL hand-offs with the busy loop). When alert writes are
+    waiting, the batch ends with the last of them that fits, since their notifications
+    wait for the commit; with ``defer``, the deferrable ops queued before it (analytics
+    snapshots, Kalman states, feed statistics, delivery outcomes) stay queued too, in their
+    order, for the next batch. Order is kept for everything else: what was queued before
+    an alert (its bar) is committed with it or earlier.
     """
-    batch: list[Op] = []
+    end = _last_alert(queue, limit)
+    if end is not None and defer:
+        batch: list[Op] = []
+        left: list[Op] = []
+        for _ in range(end + 1):
+            op = queue.popleft()
+            (left if _deferrable(op) else batch).append(op)
+        queue.extendleft(reversed(left))
+        return batch, bool(left)
+    batch = []
     rows = 0
-    while queue and rows < limit and not (batch and isinstance(batch[-1], AlertWrite)):
+    while queue and rows < limit and (end is None or len(batch) <= end):
         op = queue[0]
         room = limit - rows
         if op.size <= room:
@@ -188,7 +217,24 @@ def cut_batch(queue: collections.deque[Op], limit: int) -> list[Op]:
             break
         batch.append(op)
         rows += op.size
-    return batch
+    return batch, False
+
+
+def _last_alert(queue: collections.deque[Op], limit: int) -> int | None:
+    """Return the index of the last alert write that fits in a batch whole, None if none."""
+    rows = 0
+    last = None
+    for i, op in enumerate(queue):
+        rows += op.size
+        if rows > limit and i > 0:
+            break
+        if isinstance(op, AlertWrite):
+            last = i
+    return last
+
+
+def _deferrable(op: Op) -> bool:
+    return isinstance(op, Deliveries) or (isinstance(op, Rows) and op.statement.deferrable)
 
 
 def write_batch(

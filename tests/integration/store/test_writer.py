@@ -14,7 +14,7 @@ import pytest
 from pairwatch.daemon.alert_rows import Notification
 from pairwatch.daemon.store import count_rows, open_store
 from pairwatch.daemon.store_reads import load_symbol_state, read_bars
-from pairwatch.daemon.writer import FeedStatsRow, Writer
+from pairwatch.daemon.writer import MAX_DEFER_S, FeedStatsRow, Writer
 from pairwatch.errors import StoreError
 from pairwatch.events import AlertEvent, Bar, Gap, Trade
 
@@ -355,9 +355,23 @@ def test_alert_writes_keep_their_order_among_bars(db: Path) -> None:
     assert read(db, "SELECT count(*) FROM landed") == [(10,)]
 
 
-def test_a_transaction_ends_with_an_alert_write(db: Path) -> None:
-    # The alert's notifications wait for its commit: the rows queued after it (its bar's
-    # snapshots) go in the next transaction; what was queued before it goes with it.
+def _stats(ts: int) -> FeedStatsRow:
+    return FeedStatsRow(ts, "binance-spot", received=1, accepted=1, rejected=0, reconnects=0,
+                        gaps=0, lag_ms_p50=None, lag_ms_max=None, detail={})  # fmt: skip
+
+
+def _log_stats_order(conn: sqlite3.Connection) -> None:
+    _log_insert_order(conn)
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS stats_landed AFTER INSERT ON feed_stats "
+        "BEGIN INSERT INTO landed (what) VALUES ('stats'); END"
+    )
+
+
+def test_waiting_alert_writes_share_one_transaction_that_ends_with_the_last(db: Path) -> None:
+    # A group commit: the alert writes queued while one transaction ran go in the next
+    # together; the rows queued after the last of them (its bar's snapshots, ticks) go in
+    # the transaction after, so the alerts' notifications do not wait for them.
     w = Writer(db, on_connect=_log_insert_order)
     for n in range(3):
         w.put_bars([make_bar(ts=T0 + n * 60_000)])
@@ -366,9 +380,48 @@ def test_a_transaction_ends_with_an_alert_write(db: Path) -> None:
     w.start()
     try:
         w.flush().result(30)
-        # [bar, alert], [ticks, bar, alert], [ticks, bar, alert], [ticks]
-        assert w.transactions == 4
+        # [bar, alert, ticks, bar, alert, ticks, bar, alert], [ticks]
+        assert w.transactions == 2
         assert (w.bars_written, w.alert_events_written, w.ticks_written) == (3, 3, 30)
     finally:
         w.close(10)
     assert read(db, "SELECT what FROM landed ORDER BY id") == [("bar",), ("alert",)] * 3
+
+
+def test_derived_rows_queued_before_an_alert_are_written_after_it(db: Path) -> None:
+    # Feed statistics (like analytics snapshots and Kalman states) are nothing an alert
+    # depends on: waiting alert writes go first, with only the bars queued before them.
+    w = Writer(db, on_connect=_log_stats_order)
+    for n in range(2):
+        w.put_feed_stats(_stats(T0 + n))
+        w.put_bars([make_bar(ts=T0 + n * 60_000)])
+        w.put_alerts([(_alert(n), False)])
+    w.put_feed_stats(_stats(T0 + 2))
+    w.start()
+    try:
+        w.flush().result(30)
+        assert w.transactions == 2  # [bar, alert, bar, alert], [stats × 3]
+        assert w.feed_stats_written == 3
+    finally:
+        w.close(10)
+    landed = read(db, "SELECT what FROM landed ORDER BY id")
+    assert landed == [("bar",), ("alert",)] * 2 + [("stats",)] * 3
+    assert read(db, "SELECT ts FROM feed_stats ORDER BY ts") == [(T0 + n,) for n in range(3)]
+
+
+def test_alerts_defer_the_derived_rows_for_at_most_max_defer_s(db: Path) -> None:
+    w = Writer(db)
+    for n in range(3):
+        w.put_feed_stats(_stats(T0 + n))
+        w.put_alerts([(_alert(n), False)])
+    first = w._take()  # the batch policy, without the thread's timing
+    assert first is not None
+    assert [type(op).__name__ for op in first] == ["AlertWrite"] * 3
+    assert w._deferring_since is not None
+    w.put_alerts([(_alert(3), False)])
+    w._deferring_since -= MAX_DEFER_S  # deferred long enough
+    second = w._take()
+    assert second is not None
+    assert [type(op).__name__ for op in second] == ["Rows"] * 3 + ["AlertWrite"]
+    assert w._deferring_since is None
+    w.close(0)
