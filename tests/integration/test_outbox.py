@@ -94,11 +94,22 @@ def store(writer: Writer, notes: list[Notification]) -> None:
     writer.flush().result(10)
 
 
-async def run_until(dispatcher: Dispatcher, done: asyncio.Event, writer: Writer) -> None:
+async def run_until(
+    dispatcher: Dispatcher,
+    done: asyncio.Event,
+    writer: Writer,
+    outcomes: int | None = None,
+) -> None:
+    """Run ``dispatcher`` until ``done`` is set and (given) it recorded ``outcomes``."""
     task = asyncio.create_task(dispatcher.run())
     dispatcher.kick()
     try:
         await asyncio.wait_for(done.wait(), 20)
+        if outcomes is not None:
+            settled = dispatcher.wait_until(
+                lambda c: sum(w.delivered + w.failed for w in c.values()) >= outcomes
+            )
+            await asyncio.wait_for(settled, 20)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -334,7 +345,7 @@ async def test_a_failure_in_a_window_retries_that_row_then_sends_the_later_ones_
     notifier.expected = 6  # 0, 2, 3 arrive in the first flight; then 1 and again 2, 3
     store(writer, [note(n) for n in range(4)])
     dispatcher = Dispatcher([notifier], db, writer, retry_initial=0.01, retry_max=0.01)
-    await run_until(dispatcher, notifier.done, writer)
+    await run_until(dispatcher, notifier.done, writer, outcomes=4)
     assert notifier.starts == [keys[0], keys[1], keys[2], keys[3], keys[1], keys[2], keys[3]]
     assert notifier.delivered[-3:] == [keys[1], keys[2], keys[3]]  # the last word in order
     assert [(r[0], r[2], r[3]) for r in rows(db)] == [
@@ -352,7 +363,7 @@ async def test_a_permanent_refusal_in_a_window_is_given_up_and_the_rest_not_sent
         notifier.gates[key] = _Open()
     notifier.expected = 2
     store(writer, [note(n) for n in range(3)])
-    await run_until(Dispatcher([notifier], db, writer), notifier.done, writer)
+    await run_until(Dispatcher([notifier], db, writer), notifier.done, writer, outcomes=3)
     assert notifier.starts == keys  # row 0 was never sent: no need to go back for 1 and 2
     assert notifier.delivered == keys[1:]
     assert [(r[2], r[3], r[4]) for r in rows(db)] == [(1, 0, 1), (1, 1, 0), (1, 1, 0)]
@@ -471,6 +482,36 @@ async def test_rows_committed_while_running_are_delivered_without_reading_them_b
     assert other.delivered == [event(n).key for n in (0, 1, 3, 5)]
     await asyncio.wrap_future(writer.flush())
     assert {r[3] for r in rows(db)} == {1}
+
+
+async def test_a_row_committed_during_a_windows_flight_starts_before_the_flight_lands(
+    db: Path, writer: Writer
+) -> None:
+    notifier = Windowed(4)
+    dispatcher = Counting([notifier], db, writer)
+    offers_to(dispatcher, writer)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        writer.put_alerts([], [note(0)])
+        await asyncio.wrap_future(writer.flush())
+        async with notifier.started:
+            await asyncio.wait_for(notifier.started.wait_for(lambda: notifier.in_flight == 1), 10)
+        writer.put_alerts([], [note(1)])  # while row 0 waits for its acknowledgement
+        await asyncio.wrap_future(writer.flush())
+        async with notifier.started:
+            await asyncio.wait_for(notifier.started.wait_for(lambda: notifier.in_flight == 2), 10)
+        assert notifier.starts == [event(0).key, event(1).key]
+        assert notifier.delivered == []  # row 0 is still in flight
+        for n in (1, 0):
+            await notifier.release(n)
+        await asyncio.wait_for(dispatcher.wait_until(lambda c: c["test"].delivered == 2), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert notifier.delivered == [event(1).key, event(0).key]  # as released
+    assert dispatcher.reads == 1  # row 1 came with its commit
+    await asyncio.wrap_future(writer.flush())
+    assert [(r[0], r[2], r[3]) for r in rows(db)] == [(event(n).key, 1, 1) for n in range(2)]
 
 
 async def test_a_row_written_behind_the_writers_back_breaks_the_chain_and_is_read(

@@ -221,7 +221,7 @@ class Dispatcher:
             worker.counters.backlog = len(items)
             window = max(int(getattr(worker.notifier, "window", 1)), 1)
             if window > 1:
-                cursor = await self._pipeline(worker, items, window)
+                cursor, horizon = await self._pipeline(worker, items, window, horizon)
             else:
                 for item in items:
                     await self._deliver(worker, item)
@@ -229,52 +229,71 @@ class Dispatcher:
                     worker.counters.backlog -= 1
             logger.debug("%s: delivered up to outbox id %d", name, cursor)
 
-    async def _pipeline(self, worker: _Worker, items: list[OutboxItem], window: int) -> int:
-        """Deliver ``items`` with up to ``window`` in flight; return the last id done."""
-        flight: collections.deque[tuple[int, asyncio.Task[None]]] = collections.deque()
+    async def _pipeline(
+        self, worker: _Worker, items: list[OutboxItem], window: int, horizon: int | None
+    ) -> tuple[int, int | None]:
+        """Deliver ``items`` with up to ``window`` in flight; return the last id done and the
+        horizon (None: read the table next).
+
+        Rows offered meanwhile join the flight as they come, while there is room: a row
+        committed during a burst does not wait for the burst's last acknowledgement.
+        """
+        waiting = collections.deque(items)
+        flight: collections.deque[tuple[OutboxItem, asyncio.Task[None]]] = collections.deque()
         deliver = worker.notifier.deliver
+        counters = worker.counters
         cursor = 0
-        i = 0  # the next row to start
+        newest = items[-1].id  # the newest row taken
         task: asyncio.Task[None] | None = None  # the oldest in flight, being waited for
         try:
-            while i < len(items) or flight:
-                while i < len(items) and len(flight) < window:
-                    item = items[i]
+            while waiting or flight:
+                while waiting and len(flight) < window:
+                    item = waiting[0]
                     if item.error is not None or item.next_attempt_at > self._clock():
                         break  # not for the fast path: wait for the flight to land first
-                    flight.append((i, asyncio.ensure_future(deliver(item))))
-                    i += 1
+                    waiting.popleft()
+                    flight.append((item, asyncio.ensure_future(deliver(item))))
                 if not flight:  # the next row waits or cannot be read: alone, as usual
-                    n = i
-                    i += 1
-                    await self._deliver(worker, items[n])
+                    item = waiting.popleft()
+                    await self._deliver(worker, item)
+                    cursor = item.id
+                    counters.backlog = len(waiting)
+                    continue
+                item, task = flight[0]
+                if not waiting and len(flight) < window and _may_take(worker, horizon):
+                    await _first(task, worker.wake)
+                    if not task.done():  # woken by an offer: take its rows
+                        worker.wake.clear()
+                        more, horizon = self._offered(worker, newest, horizon)
+                        if more:
+                            waiting.extend(more)
+                            newest = more[-1].id
+                        task = None
+                        continue
+                flight.popleft()
+                failure = await _outcome(task)
+                task = None
+                if failure is None:
+                    self._delivered(worker, item, item.attempts + 1)
+                elif isinstance(failure, DeliveryError) and failure.permanent:
+                    self._failed(worker, item, item.attempts + 1, failure)
+                    # Never sent: the rows after it are still in order.
                 else:
-                    n, task = flight.popleft()
-                    failure = await _outcome(task)
-                    task = None
-                    if failure is None:
-                        self._delivered(worker, items[n], items[n].attempts + 1)
-                    elif isinstance(failure, DeliveryError) and failure.permanent:
-                        self._failed(worker, items[n], items[n].attempts + 1, failure)
-                        # Never sent: the rows after it are still in order.
-                    else:
-                        # Go back N: what is still in flight is sent again after this row.
-                        await asyncio.gather(*(t for _, t in flight), return_exceptions=True)
-                        flight.clear()
-                        i = n + 1
-                        due = self._failed(worker, items[n], items[n].attempts + 1, failure)
-                        if due is not None:
-                            await self._deliver(
-                                worker, items[n], attempts=items[n].attempts + 1, due=due
-                            )
-                cursor = items[n].id  # rows complete in order: all up to n are done
-                worker.counters.backlog = len(items) - n - 1
+                    # Go back N: what is still in flight is sent again after this row.
+                    await asyncio.gather(*(t for _, t in flight), return_exceptions=True)
+                    waiting.extendleft(reversed([i for i, _ in flight]))
+                    flight.clear()
+                    due = self._failed(worker, item, item.attempts + 1, failure)
+                    if due is not None:
+                        await self._deliver(worker, item, attempts=item.attempts + 1, due=due)
+                cursor = item.id  # rows complete in order: all up to it are done
+                counters.backlog = len(waiting) + len(flight)
         finally:
             left = [t for _, t in flight] + ([task] if task is not None else [])
             for t in left:
                 t.cancel()
             await asyncio.gather(*left, return_exceptions=True)
-        return cursor
+        return cursor, horizon
 
     @staticmethod
     def _offered(
@@ -394,6 +413,22 @@ class Dispatcher:
                 return min(max(wait, 0.0), RETRY_AFTER_CAP_S)
         exponent = min(max(attempts - 1, 0), _MAX_EXPONENT)
         return float(min(self._retry_initial * 2.0**exponent, self._retry_max))
+
+
+def _may_take(worker: _Worker, horizon: int | None) -> bool:
+    """Return whether offers can be taken without reading the table first."""
+    return horizon is not None and not worker.must_read
+
+
+async def _first(task: asyncio.Task[None], wake: asyncio.Event) -> None:
+    """Wait until ``task`` is done or ``wake`` is set."""
+    if wake.is_set():
+        return
+    waiter = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 async def _outcome(task: asyncio.Task[None]) -> Exception | None:
