@@ -1,4 +1,5 @@
-"""The daemon's periodic upkeep: the retention sweep, the ADF refreshes, the feed stats.
+"""The daemon's periodic upkeep: the retention sweep, the ADF refreshes, the feed stats,
+and when the periodic checkpoint is due.
 
 The sweep and the refreshes run on an APScheduler ``AsyncIOScheduler`` on the daemon's
 loop; the ADF tests themselves run in a worker (one thread: one refresh at a time).
@@ -18,6 +19,24 @@ from pairwatch.config.settings import RetentionSettings, Settings
 from pairwatch.daemon.analytics import AnalyticsStage, adf_schedule
 from pairwatch.daemon.health import Health
 from pairwatch.daemon.writer import FeedStatsRow, Writer
+
+HALF_SECOND_MS = 500
+
+
+def checkpoint_delay(now: int, every_s: float) -> float:
+    """Return the seconds from ``now`` (epoch ms) to the next periodic checkpoint.
+
+    Checkpoints come ``every_s`` apart, each moved to the nearest half past a whole second
+    (within half a second) when ``every_s`` is a second or more: bars end on whole seconds,
+    and the alerts of a bar close are written right then. A checkpoint (every open bar,
+    every symbol's last trade id, the Kalman and alert states) is the largest periodic
+    write; at a bar close it would hold up that bar's alerts behind it.
+    """
+    if every_s < 1:
+        return every_s
+    earliest = now + every_s * 1000 - HALF_SECOND_MS
+    mark = math.ceil((earliest - HALF_SECOND_MS) / 1000) * 1000 + HALF_SECOND_MS
+    return (mark - now) / 1000
 
 
 def _ms(delta: timedelta) -> int:

@@ -32,7 +32,12 @@ from pairwatch.daemon.bot_backend import DaemonBackend
 from pairwatch.daemon.hangup import HangupReload
 from pairwatch.daemon.health import Health
 from pairwatch.daemon.loop_monitor import watch_loop
-from pairwatch.daemon.maintenance import feed_stats_row, schedule_upkeep, stop_scheduler
+from pairwatch.daemon.maintenance import (
+    checkpoint_delay,
+    feed_stats_row,
+    schedule_upkeep,
+    stop_scheduler,
+)
 from pairwatch.daemon.mqtt_service import MqttRuntime
 from pairwatch.daemon.notifier_setup import open_notifiers, start_notifiers
 from pairwatch.daemon.pipeline import Pipeline
@@ -293,7 +298,7 @@ class Daemon:
         """Close idle bars on the wall clock, checkpoint, and snapshot counters."""
         settings = self.settings
         checkpoint_every = settings.bars.checkpoint_interval.total_seconds()
-        next_checkpoint = time.monotonic() + checkpoint_every
+        next_checkpoint = time.monotonic() + checkpoint_delay(self.clock(), checkpoint_every)
         next_stats = time.monotonic() + FEED_STATS_SECONDS
         next_alerts = time.monotonic() + ALERT_CLOCK_SECONDS
         while True:
@@ -309,7 +314,7 @@ class Daemon:
                     self.analytics.checkpoint()
                 if self.alerts is not None:
                     self.alerts.stage.checkpoint()
-                next_checkpoint = now + checkpoint_every
+                next_checkpoint = now + checkpoint_delay(self.clock(), checkpoint_every)
             if now >= next_stats:
                 self._write_feed_stats()
                 next_stats = now + FEED_STATS_SECONDS
