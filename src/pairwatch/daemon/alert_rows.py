@@ -20,6 +20,7 @@ import msgspec
 
 from pairwatch.analytics.alerting import AlertState
 from pairwatch.daemon.schema import Row
+from pairwatch.daemon.sql_bulk import insert_rows
 from pairwatch.events import AlertEvent
 
 STATE_FIELDS: Final = (
@@ -330,16 +331,24 @@ def insert_outbox(
     A notification already in the outbox (same key, notifier and route) is not added again
     and is not in the offer. The items are what ``load_pending_outbox`` would read back.
     The connection must be the only writer (the store writer's): the rows after the
-    sequence read first are then this call's. Four statements whatever the count: each
-    one hands the GIL back and forth with a busy event loop.
+    sequence read first are then this call's. When every row was new, their ids are the
+    sequence's next ones in order and nothing is read back; otherwise the rows are read.
+    A few statements whatever the count: each one hands the GIL back and forth with a busy
+    event loop.
     """
     before = outbox_sequence(conn)
-    conn.executemany(INSERT_OUTBOX, outbox_rows(notifications, now))
-    rows = conn.execute(
+    rows = outbox_rows(notifications, now)
+    added = insert_rows(conn, INSERT_OUTBOX, rows)
+    after = outbox_sequence(conn)
+    if added == len(rows) and after - before == added:
+        fresh = ((before + 1 + i, key, n, route, payload, created, 0, due)
+                 for i, (key, n, route, payload, created, due) in enumerate(rows))  # fmt: skip
+        return OutboxOffer(before, after, tuple(_items(fresh)))
+    read = conn.execute(
         f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id > ? ORDER BY id",  # noqa: S608
         (before,),
     ).fetchall()
-    return OutboxOffer(before, outbox_sequence(conn), tuple(_items(rows)))
+    return OutboxOffer(before, after, tuple(_items(read)))
 
 
 def load_pending_outbox(

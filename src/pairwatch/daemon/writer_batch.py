@@ -53,6 +53,7 @@ from pairwatch.daemon.metrics_schema import (
 )
 from pairwatch.daemon.retention import purge_rows
 from pairwatch.daemon.schema import Row
+from pairwatch.daemon.sql_bulk import insert_rows
 from pairwatch.events import AlertEvent, Bar
 
 
@@ -245,48 +246,61 @@ def write_batch(
 ) -> dict[str, int]:
     """Write one batch in one transaction; return rows changed per counter.
 
-    With ``offers``, the outbox rows each alert write adds are appended to it (valid once
-    the transaction is committed).
+    With ``offers``, the outbox rows the batch's alert writes add are appended to it (valid
+    once the transaction is committed).
+
+    Rows, checkpoints and alert writes between two other ops (a purge, delivery outcomes,
+    an alert write that forgets states) form a segment, written as one multi-row statement
+    per table (``sql_bulk``): the rows of each table keep their order, and the whole batch
+    commits at once, so an alert is still never committed without the bar queued before it.
     """
     counts: dict[str, int] = {}
     if all(isinstance(op, Flush) for op in batch):
         return counts
     now = clock()
-    run: list[Row] = []
-    current: Statement | None = None
+    runs: dict[tuple[str, str], list[Row]] = {}
+    """The segment's rows per (statement, counter), in queue order."""
+    alerts: list[AlertWrite] = []
 
-    def execute_run() -> None:
-        if current is not None and run:
-            cursor = conn.executemany(current.sql, run)
-            counts[current.counter] = counts.get(current.counter, 0) + cursor.rowcount
-            run.clear()
+    def add(statement: Statement, items: Sequence[Any]) -> None:
+        runs.setdefault((statement.sql, statement.counter), []).extend(statement.rows(items, now))
+
+    def write_segment() -> None:
+        for (sql, counter), rows in runs.items():
+            counts[counter] = counts.get(counter, 0) + insert_rows(conn, sql, rows)
+        runs.clear()
+        if alerts:
+            merged = AlertWrite(
+                [e for a in alerts for e in a.events],
+                [n for a in alerts for n in a.notifications],
+                [s for a in alerts for s in a.states],
+            )
+            alerts.clear()
+            _write_alerts(conn, merged, now, counts, offers)
 
     conn.execute("BEGIN IMMEDIATE")
     try:
         for op in batch:
             if isinstance(op, Rows):
-                if op.statement is not current:
-                    execute_run()
-                    current = op.statement
-                run.extend(op.statement.rows(op.items, now))
-                continue
-            execute_run()
-            current = None
-            if isinstance(op, Checkpoint):
-                for statement, items in ((WRITE_BARS, op.bars), (WRITE_STATES, op.states)):
-                    cursor = conn.executemany(statement.sql, statement.rows(items, now))
-                    counts[statement.counter] = counts.get(statement.counter, 0) + cursor.rowcount
-            elif isinstance(op, AlertWrite):
-                _write_alerts(conn, op, now, counts, offers)
-            elif isinstance(op, Deliveries):
-                for sql, rows in delivery_rows(op.items).items():
-                    if rows:
-                        conn.executemany(sql, rows)
-                counts["deliveries_written"] = counts.get("deliveries_written", 0) + op.size
-            elif isinstance(op, Purge):
-                purged = purge_rows(conn, op.table, op.before_ts, op.timeframe)
-                counts["rows_purged"] = counts.get("rows_purged", 0) + purged
-        execute_run()
+                add(op.statement, op.items)
+            elif isinstance(op, Checkpoint):
+                add(WRITE_BARS, op.bars)
+                add(WRITE_STATES, op.states)
+            elif isinstance(op, AlertWrite) and not op.forget:
+                alerts.append(op)
+            elif not isinstance(op, Flush):
+                write_segment()  # what was queued before it is written first
+                if isinstance(op, AlertWrite):
+                    _write_alerts(conn, op, now, counts, offers)
+                elif isinstance(op, Deliveries):
+                    for sql, rows in delivery_rows(op.items).items():
+                        if rows:
+                            conn.executemany(sql, rows)
+                    counts["deliveries_written"] = counts.get("deliveries_written", 0) + op.size
+                elif isinstance(op, Purge):
+                    purged = purge_rows(conn, op.table, op.before_ts, op.timeframe)
+                    counts["rows_purged"] = counts.get("rows_purged", 0) + purged
+        write_segment()
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -311,8 +325,7 @@ def _write_alerts(
         (UPSERT_ALERT_STATE, state_rows(op.states, now), "alert_states_written"),
     ):
         if rows:
-            cursor = conn.executemany(sql, rows)
-            counts[counter] = counts.get(counter, 0) + cursor.rowcount
+            counts[counter] = counts.get(counter, 0) + insert_rows(conn, sql, rows)
     if offers is not None and op.notifications:
         offer = insert_outbox(conn, op.notifications, now)
         counts["outbox_written"] = counts.get("outbox_written", 0) + len(offer.items)

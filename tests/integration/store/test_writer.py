@@ -321,9 +321,20 @@ def _log_insert_order(conn: sqlite3.Connection) -> None:
     )
 
 
+def _bars_before_each_alert(db: Path) -> list[int]:
+    """Return, for each alert event that landed, how many bars had landed before it.
+
+    ``landed`` is written by triggers in the writer's own transactions, so its order is
+    the order rows were committed in (within a transaction, the order of statements).
+    """
+    landed = [str(what) for (what,) in read(db, "SELECT what FROM landed ORDER BY id")]
+    return [landed[:i].count("bar") for i, what in enumerate(landed) if what == "alert"]
+
+
 def test_an_alert_is_never_stored_ahead_of_the_bar_queued_before_it(db: Path) -> None:
     # A restart after a crash must not find an alert's state without the bar it was
-    # evaluated on (that bar would then be applied to the alert twice).
+    # evaluated on (that bar would then be applied to the alert twice). Alert n is queued
+    # after bar n: n + 1 bars land before it, in its transaction or earlier.
     w = Writer(db, on_connect=_log_insert_order)
     w.start()
     try:
@@ -335,7 +346,9 @@ def test_an_alert_is_never_stored_ahead_of_the_bar_queued_before_it(db: Path) ->
         w.flush().result(30)
     finally:
         w.close(10)
-    assert read(db, "SELECT what FROM landed ORDER BY id") == [("bar",), ("alert",)] * 20
+    before = _bars_before_each_alert(db)
+    assert len(before) == 20
+    assert all(bars >= n + 1 for n, bars in enumerate(before))
 
 
 def test_alert_writes_keep_their_order_among_bars(db: Path) -> None:
@@ -385,7 +398,8 @@ def test_waiting_alert_writes_share_one_transaction_that_ends_with_the_last(db: 
         assert (w.bars_written, w.alert_events_written, w.ticks_written) == (3, 3, 30)
     finally:
         w.close(10)
-    assert read(db, "SELECT what FROM landed ORDER BY id") == [("bar",), ("alert",)] * 3
+    # One statement per table in a transaction: its bars land first, then its alerts.
+    assert read(db, "SELECT what FROM landed ORDER BY id") == [("bar",)] * 3 + [("alert",)] * 3
 
 
 def test_derived_rows_queued_before_an_alert_are_written_after_it(db: Path) -> None:
@@ -405,7 +419,7 @@ def test_derived_rows_queued_before_an_alert_are_written_after_it(db: Path) -> N
     finally:
         w.close(10)
     landed = read(db, "SELECT what FROM landed ORDER BY id")
-    assert landed == [("bar",), ("alert",)] * 2 + [("stats",)] * 3
+    assert landed == [("bar",)] * 2 + [("alert",)] * 2 + [("stats",)] * 3
     assert read(db, "SELECT ts FROM feed_stats ORDER BY ts") == [(T0 + n,) for n in range(3)]
 
 
