@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,6 +244,38 @@ def test_a_checkpoint_is_never_split_across_transactions(db: Path) -> None:
         assert w.transactions == 2
         assert w.bars_written == 25
         assert w.states_written == 1
+    finally:
+        w.close(10)
+
+
+def _main_file_bars(db: Path, tmp: Path) -> int:
+    """Return the bars in the database file alone (what its WAL holds left out)."""
+    copy = tmp / "main-only.db"
+    shutil.copyfile(db, copy)
+    conn = sqlite3.connect(copy)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'bars'").fetchall():
+            return 0  # the schema itself is still in the WAL
+        return int(conn.execute("SELECT count(*) FROM bars").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_periodic_checkpoint_copies_the_wal_into_the_database(
+    db: Path, tmp_path: Path
+) -> None:
+    # SQLite would copy the WAL inside whichever commit takes it past 1,000 pages (an
+    # alert write at a bar close, say); the writer does it after its periodic checkpoint.
+    w = Writer(db)
+    w.start()
+    try:
+        w.put_bars([make_bar(ts=T0 + i * 60_000) for i in range(5)])
+        w.flush().result(30)
+        assert _main_file_bars(db, tmp_path) == 0  # only in the WAL so far
+        w.checkpoint([make_bar("ETHUSDT", closed=False)], "spot", "trade", [("ETHUSDT", 1, T0)])
+        w.flush().result(30)  # committed; the WAL is copied right after, before the next batch
+        w.flush().result(30)
+        assert _main_file_bars(db, tmp_path) == 6
     finally:
         w.close(10)
 
