@@ -261,9 +261,7 @@ def _main_file_bars(db: Path, tmp: Path) -> int:
         conn.close()
 
 
-def test_a_periodic_checkpoint_copies_the_wal_into_the_database(
-    db: Path, tmp_path: Path
-) -> None:
+def test_a_periodic_checkpoint_copies_the_wal_into_the_database(db: Path, tmp_path: Path) -> None:
     # SQLite would copy the WAL inside whichever commit takes it past 1,000 pages (an
     # alert write at a bar close, say); the writer does it after its periodic checkpoint.
     w = Writer(db)
