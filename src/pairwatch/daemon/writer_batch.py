@@ -194,10 +194,12 @@ def cut_batch(
     an alert (its bar) is committed with it or earlier.
     """
     end = _last_alert(queue, limit)
-    if end is not None and defer:
+    # A flush promises everything queued before it: nothing is deferred past one.
+    last = _last_alert(queue, limit, until_flush=True) if defer else None
+    if last is not None:
         batch: list[Op] = []
         left: list[Op] = []
-        for _ in range(end + 1):
+        for _ in range(last + 1):
             op = queue.popleft()
             (left if _deferrable(op) else batch).append(op)
         queue.extendleft(reversed(left))
@@ -221,11 +223,16 @@ def cut_batch(
     return batch, False
 
 
-def _last_alert(queue: collections.deque[Op], limit: int) -> int | None:
-    """Return the index of the last alert write that fits in a batch whole, None if none."""
+def _last_alert(
+    queue: collections.deque[Op], limit: int, *, until_flush: bool = False
+) -> int | None:
+    """Return the index of the last alert write that fits in a batch whole (before the
+    first flush, with ``until_flush``), None if none."""
     rows = 0
     last = None
     for i, op in enumerate(queue):
+        if until_flush and isinstance(op, Flush):
+            break
         rows += op.size
         if rows > limit and i > 0:
             break

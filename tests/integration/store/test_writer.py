@@ -454,6 +454,20 @@ def test_derived_rows_queued_before_an_alert_are_written_after_it(db: Path) -> N
     assert read(db, "SELECT ts FROM feed_stats ORDER BY ts") == [(T0 + n,) for n in range(3)]
 
 
+def test_nothing_is_deferred_past_a_flush(db: Path) -> None:
+    # A flush resolves once everything queued before it is committed: the feed stats
+    # queued before it go with the alert write queued after it, not behind.
+    w = Writer(db)
+    w.put_feed_stats(_stats(T0))
+    flushed = w.flush()
+    w.put_alerts([(_alert(0), False)])
+    batch = w._take()
+    assert batch is not None
+    assert [type(op).__name__ for op in batch] == ["Rows", "Flush", "AlertWrite"]
+    assert not flushed.done()
+    w.close(0)
+
+
 def test_alerts_defer_the_derived_rows_for_at_most_max_defer_s(db: Path) -> None:
     w = Writer(db)
     for n in range(3):
