@@ -29,6 +29,10 @@ DEFAULT_BUSY_TIMEOUT_MS = 5_000
 T = TypeVar("T")
 
 
+WRITER_CACHED_STATEMENTS = 512
+"""Prepared statements a read-write connection keeps (Python's default is 128)."""
+
+
 def open_store(
     path: Path | str,
     *,
@@ -60,6 +64,8 @@ def open_store(
                 isolation_level=None,
                 timeout=busy_timeout_ms / 1000,
                 check_same_thread=check_same_thread,
+                # The writer's multi-row inserts: a few sizes of each statement (sql_bulk).
+                cached_statements=WRITER_CACHED_STATEMENTS,
             )
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"cannot open store {db}: {exc}") from exc
