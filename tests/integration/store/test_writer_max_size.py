@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,26 +12,10 @@ import pytest
 from pairwatch.daemon.store import limit_size, open_store
 from pairwatch.daemon.writer import Writer
 from pairwatch.events import Bar
+from support.timing import Clock, wait_until
 
 T0 = 1_700_000_040_000
 FULL = "OperationalError: database or disk is full"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a condition the writer thread makes true (it offers no event for it)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
-
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def make_bars(start: int, stop: int) -> list[Bar]:

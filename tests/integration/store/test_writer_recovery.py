@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from pairwatch.daemon.store import count_rows, open_store
 from pairwatch.daemon.writer import Writer
 from pairwatch.errors import StoreError
 from pairwatch.events import Bar, Trade
+from support.timing import wait_until
 
 T0 = 1_700_000_040_000
 
@@ -25,15 +24,6 @@ def make_bars(start: int, stop: int, symbol: str = "BTCUSDT") -> list[Bar]:
         Bar(symbol, "1m", T0 + i * 60_000, 99.0, 101.0, 98.0, 100.0, 2.0, 199.0, 99.5, 3, 1.0)
         for i in range(start, stop)
     ]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll a condition the writer thread makes true (it offers no event for it)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def count_bars(db: Path) -> int:
@@ -67,7 +57,7 @@ async def test_a_full_disk_loses_nothing_and_the_writer_recovers(
     try:
         w.put_bars(make_bars(0, 3_000))
         first: Future[None] = w.flush()
-        wait_until(lambda: w.errors >= 3)
+        wait_until(lambda: w.errors >= 3, timeout=30)
 
         assert not w.healthy
         assert w.last_error is not None
@@ -104,7 +94,7 @@ async def test_a_locked_database_delays_writes_without_losing_them(tmp_path: Pat
         locker.execute("BEGIN EXCLUSIVE")
         w.put_bars(make_bars(0, 100))
         done = w.flush()
-        wait_until(lambda: w.errors >= 2)
+        wait_until(lambda: w.errors >= 2, timeout=30)
 
         assert not w.healthy
         assert w.last_error == "OperationalError: database is locked"

@@ -17,6 +17,7 @@ from pairwatch.daemon.health import Health
 from pairwatch.errors import ConfigError
 from pairwatch.events import PairSnapshot
 from support.alert_writer import RecordingAlertWriter
+from support.timing import Clock
 
 PAIR = "ETHUSDT/BTCUSDT"
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -30,14 +31,6 @@ EVERY = [
     ("telegram", {"chat": "-100222"}),
     ("mqtt", {}),
 ]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def snap(z: float, ts: int) -> PairSnapshot:
@@ -57,7 +50,7 @@ def make(
         Health(),
         pairs=[PAIR],
         symbols=SYMBOLS,
-        clock=clock or Clock(),
+        clock=clock or Clock(T0),
         admin_notify=admin_notify,
         notifiers=notifiers,
         defaults=CHATS,
@@ -113,7 +106,7 @@ def test_all_is_the_notifiers_configured_now_so_a_restart_picks_up_a_new_one() -
 
 
 def test_all_routes_a_notification_released_by_a_silence_too() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     stage, writer = make(["all"], clock=clock)
     stage.set_silences([Silence(1, "*", None, T0, T0 + 60 * SEC, "test", None)])
     stage.on_snapshots([snap(2.5, T0)])

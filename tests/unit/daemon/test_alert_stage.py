@@ -17,6 +17,7 @@ from pairwatch.daemon.alerts import AlertStage
 from pairwatch.daemon.health import Health, health_values
 from pairwatch.errors import ConfigError
 from pairwatch.events import AlertEvent, PairSnapshot, Trade
+from support.timing import Clock
 
 PAIR = "ETHUSDT/BTCUSDT"
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -50,14 +51,6 @@ class Recorder:
         return [item for call in self.calls for item in call[name]]
 
 
-class Clock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
 def rule(**kw: Any) -> Rule:
     base: dict[str, Any] = {
         "name": "z",
@@ -89,7 +82,7 @@ def make(
         health or Health(),
         pairs=[PAIR],
         symbols=SYMBOLS,
-        clock=clock or Clock(),
+        clock=clock or Clock(T0),
         grace_ms=2 * SEC,
         admin_notify=("log", "telegram"),
         notifiers=("log", "mqtt"),
@@ -128,7 +121,7 @@ def test_a_pending_transition_is_recorded_with_its_state_and_notifies_nobody() -
 
 
 def test_a_silence_suppresses_the_firing_and_notifies_it_when_it_ends() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     stage, writer, _ = make(rule(), clock=clock)
     stage.set_silences([Silence(1, "*", None, T0, T0 + 60 * SEC, "test", None)])
     stage.on_snapshots([snap(2.5, T0)])
@@ -148,7 +141,7 @@ def test_a_silence_suppresses_the_firing_and_notifies_it_when_it_ends() -> None:
 
 
 def test_a_resolution_during_a_silence_is_not_notified_nor_later() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     stage, writer, _ = make(rule(), clock=clock)
     stage.set_silences([Silence(1, "z", PAIR, T0, T0 + 60 * SEC, "test", None)])
     stage.on_snapshots([snap(2.5, T0)])
@@ -303,7 +296,7 @@ def test_a_resolution_says_when_the_firing_began() -> None:
 
 
 def test_a_muted_firing_and_a_muted_no_data_alert_are_held_apart() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     stage, writer, _ = make(rule(no_data="alert", **{"for": "1 bar"}), clock=clock)
     stage.set_silences([Silence(1, "*", None, T0, T0 + 60 * SEC, "test", None)])
     stage.on_snapshots([snap(2.5, T0)])  # firing, held back
@@ -325,7 +318,7 @@ def test_a_muted_firing_and_a_muted_no_data_alert_are_held_apart() -> None:
 
 
 def test_an_untold_end_clears_a_held_firing_even_without_notify_resolved() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     stage, writer, _ = make(rule(notify_resolved=False), clock=clock)
     stage.set_silences([Silence(1, "z", None, T0, T0 + 60 * SEC, "test", None)])
     stage.on_snapshots([snap(2.5, T0)])
@@ -340,7 +333,7 @@ def test_an_untold_end_clears_a_held_firing_even_without_notify_resolved() -> No
 
 def test_health_rules_run_on_the_clock() -> None:
     health = Health()
-    clock = Clock()
+    clock = Clock(T0)
     silent = rule(
         name="silent", pair=None, symbol="*", timeframe=None, window=None,
         when="seconds_since_trade > 30", clear=None, **{"for": "10s"},
@@ -408,7 +401,7 @@ def test_a_telegram_route_without_a_chat_becomes_one_row_per_configured_chat() -
         Health(),
         pairs=[PAIR],
         symbols=SYMBOLS,
-        clock=Clock(),
+        clock=Clock(T0),
         admin_notify=("telegram",),
         notifiers=("telegram",),
         defaults={"telegram": [{"chat": "1"}, {"chat": "-100"}]},

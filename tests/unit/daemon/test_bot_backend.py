@@ -35,6 +35,7 @@ from pairwatch.notifiers.telegram_backend import (
     PairInfo,
     RuleInfo,
 )
+from support.timing import Clock
 
 MIN = 60_000
 T0 = 1_700_000_040_000  # a whole minute
@@ -55,14 +56,6 @@ rules:
     window: 10
     when: abs(zscore) > 1000
 """
-
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def bar(symbol: str, i: int, close: float, trades: int, *, closed: bool = True) -> Bar:

@@ -7,8 +7,7 @@ A ``Daemon`` that is not run holds a real writer whose database is at its
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,26 +23,10 @@ from pairwatch.events import Bar
 from pairwatch.notifiers.telegram_backend import StoreStatus
 from pairwatch.notifiers.telegram_format import size, status_html
 from support.botapi import check_html
+from support.timing import Clock, wait_until
 
 T0 = 1_700_000_040_000
 FULL = "OperationalError: database or disk is full"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a condition the writer thread makes true (it offers no event for it)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
-
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @dataclass
