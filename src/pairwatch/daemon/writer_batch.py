@@ -193,7 +193,6 @@ def cut_batch(
     order, for the next batch. Order is kept for everything else: what was queued before
     an alert (its bar) is committed with it or earlier.
     """
-    end = _last_alert(queue, limit)
     # A flush promises everything queued before it: nothing is deferred past one.
     last = _last_alert(queue, limit, until_flush=True) if defer else None
     if last is not None:
@@ -204,6 +203,7 @@ def cut_batch(
             (left if _deferrable(op) else batch).append(op)
         queue.extendleft(reversed(left))
         return batch, bool(left)
+    end = _last_alert(queue, limit)
     batch = []
     rows = 0
     while queue and rows < limit and (end is None or len(batch) <= end):
