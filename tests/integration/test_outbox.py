@@ -514,6 +514,51 @@ async def test_a_row_committed_during_a_windows_flight_starts_before_the_flight_
     assert [(r[0], r[2], r[3]) for r in rows(db)] == [(event(n).key, 1, 1) for n in range(2)]
 
 
+class Idling(Dispatcher):
+    """A dispatcher that says when a worker waits idle for a wake-up."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.idle = asyncio.Event()
+
+    async def _idle(self, worker, flight):  # type: ignore[no-untyped-def]
+        self.idle.set()
+        return await super()._idle(worker, flight)
+
+
+def offered_item(row: int) -> OutboxItem:
+    return OutboxItem(row, f"k{row}", "test", {}, {"type": "notice"}, 0, 0, 0)
+
+
+@pytest.mark.parametrize("state", ["idle", "in flight"])
+async def test_an_offered_row_starts_in_the_offers_own_turn_of_the_loop(
+    db: Path, writer: Writer, state: str
+) -> None:
+    # Each wake-up of the worker's task is a turn of a busy loop at a bar close: the
+    # offer starts the delivery itself, so the next turn runs it.
+    notifier = Windowed(4)
+    dispatcher = Idling([notifier], db, writer)
+    if state == "in flight":
+        store(writer, [note(0)])  # row 1, read at the start and held in flight
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        if state == "idle":
+            await asyncio.wait_for(dispatcher.idle.wait(), 10)  # the empty table was read
+            before: list[str] = []
+        else:
+            async with notifier.started:
+                await asyncio.wait_for(notifier.started.wait_for(lambda: notifier.in_flight), 10)
+            before = [event(0).key]
+        seen = len(before)
+        dispatcher.offer(OutboxOffer(seen, seen + 1, (offered_item(seen + 1),)))
+        await asyncio.sleep(0)  # one turn of the loop
+        assert notifier.starts == [*before, f"k{seen + 1}"]
+        assert notifier.delivered == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_row_written_behind_the_writers_back_breaks_the_chain_and_is_read(
     db: Path, writer: Writer
 ) -> None:

@@ -23,19 +23,19 @@ in id order (a burst costs one round trip, not one per row). When one fails for 
 later ones in flight are not counted even if they arrived: the failed row is retried alone
 and they are sent again after it ("go back N"), so the last copy of each row arrives in
 order, at the price of duplicates the idempotency key covers. A row refused for good was
-never delivered: the rows after it go on as they are.
+never delivered: the rows after it go on as they are. While such a worker waits (idle, or
+for its oldest delivery) with room in its window, ``offer()`` starts the offered rows
+itself (``outbox_flight.Flight``), in the same turn of the loop as the commit's hand-over.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import math
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -47,6 +47,7 @@ from pairwatch.daemon.alert_rows import (
     outbox_sequence,
 )
 from pairwatch.daemon.store import ReadConnection
+from pairwatch.notifiers.outbox_flight import Flight, NotifierCounters, Worker, offered
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ IDLE_RECHECK_S = 5.0
 
 MAX_OFFERS = 1000
 """Offers a busy worker keeps; beyond, they are dropped and it reads the table instead."""
+
+Progress = Callable[[Mapping[str, NotifierCounters]], bool]
+"""A condition on the notifiers' counters (``Dispatcher.wait_until``)."""
 
 _MAX_EXPONENT = 30
 RETRY_AFTER_CAP_S = 86_400.0
@@ -96,28 +100,6 @@ class DeliveryWriter(Protocol):
     def put_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
 
 
-@dataclass(slots=True)
-class NotifierCounters:
-    delivered: int = 0
-    retried: int = 0
-    failed: int = 0
-    last_error: str | None = None
-    backlog: int = 0
-    """Rows read and not yet delivered or given up (this worker's current batch)."""
-
-
-@dataclass(slots=True)
-class _Worker:
-    notifier: Notifier
-    reader: ReadConnection
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    counters: NotifierCounters = field(default_factory=NotifierCounters)
-    offers: collections.deque[OutboxOffer] = field(default_factory=collections.deque)
-    """Committed rows handed over (only this notifier's items), oldest first."""
-    must_read: bool = False
-    """Read the table next (a kick, or offers dropped because too many waited)."""
-
-
 class Dispatcher:
     """Run one delivery worker per notifier over the outbox of the store at ``db_path``."""
 
@@ -131,13 +113,14 @@ class Dispatcher:
         retry_max: float = 300.0,
         clock: Callable[[], int] | None = None,
     ) -> None:
-        self._workers = {n.name: _Worker(n, ReadConnection(db_path)) for n in notifiers}
+        self._workers = {n.name: Worker(n, ReadConnection(db_path)) for n in notifiers}
         self._db_path = db_path
         self._writer = writer
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._clock = clock or (lambda: time.time_ns() // 1_000_000)
-        self._progress = asyncio.Condition()
+        self._waiters: list[tuple[Progress, asyncio.Future[None]]] = []
+        """``wait_until``'s predicates and futures, checked after every outcome."""
 
     @property
     def names(self) -> list[str]:
@@ -159,6 +142,8 @@ class Dispatcher:
             offers.append(OutboxOffer(offer.before, offer.after, mine))
             if mine:
                 worker.wake.set()
+                if worker.flight is not None:  # waiting with room: start the rows now
+                    worker.flight.take()
 
     def kick(self) -> None:
         """Make the workers read the table: rows were committed (call on the loop)."""
@@ -166,10 +151,16 @@ class Dispatcher:
             worker.must_read = True
             worker.wake.set()
 
-    async def wait_until(self, predicate: Callable[[Mapping[str, NotifierCounters]], bool]) -> None:
+    async def wait_until(self, predicate: Progress) -> None:
         """Wait until ``predicate(counters)`` holds (checked after every outcome)."""
-        async with self._progress:
-            await self._progress.wait_for(lambda: predicate(self.counters()))
+        if predicate(self.counters()):
+            return
+        waiter = (predicate, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await waiter[1]
+        finally:
+            self._waiters.remove(waiter)
 
     def counters(self) -> Mapping[str, NotifierCounters]:
         """Return each notifier's delivery counters."""
@@ -191,7 +182,7 @@ class Dispatcher:
                 # Waits for a read still running in its worker thread, then closes.
                 await asyncio.to_thread(worker.reader.close)
 
-    async def _supervise(self, worker: _Worker) -> None:
+    async def _supervise(self, worker: Worker) -> None:
         while True:
             try:
                 await self._work(worker)
@@ -202,26 +193,31 @@ class Dispatcher:
                                  worker.notifier.name)  # fmt: skip
                 await asyncio.sleep(1.0)
 
-    async def _work(self, worker: _Worker) -> None:
+    async def _work(self, worker: Worker) -> None:
         name = worker.notifier.name
+        window = max(int(getattr(worker.notifier, "window", 1)), 1)
         cursor = 0  # the id of the last row delivered or given up: never read again
         horizon: int | None = None  # every row up to this id is seen (None: not known)
         while True:
             worker.wake.clear()
-            items, horizon = self._offered(worker, cursor, horizon)
+            items, horizon = offered(worker, cursor, horizon)
             if items is None:
                 horizon, items = await asyncio.to_thread(self._read, worker, cursor)
             if not items:
-                try:  # not wait_for: on 3.11 it can lose a cancel that races the wake-up
-                    async with asyncio.timeout(IDLE_RECHECK_S):
-                        await worker.wake.wait()
-                except TimeoutError:
+                idle = Flight(worker, window, self._clock, newest=cursor, horizon=horizon)
+                timed_out = await self._idle(worker, idle if window > 1 else None)
+                horizon = idle.horizon  # offers it took moved it (or sent it back to a read)
+                if idle.flying or idle.waiting:
+                    cursor, horizon = await self._pipeline(worker, idle)
+                elif timed_out:
                     horizon = None  # the safety net: read the table again
                 continue
             worker.counters.backlog = len(items)
-            window = max(int(getattr(worker.notifier, "window", 1)), 1)
             if window > 1:
-                cursor, horizon = await self._pipeline(worker, items, window, horizon)
+                flight = Flight(
+                    worker, window, self._clock, newest=cursor, horizon=horizon, items=items
+                )
+                cursor, horizon = await self._pipeline(worker, flight)
             else:
                 for item in items:
                     await self._deliver(worker, item)
@@ -229,50 +225,52 @@ class Dispatcher:
                     worker.counters.backlog -= 1
             logger.debug("%s: delivered up to outbox id %d", name, cursor)
 
-    async def _pipeline(
-        self, worker: _Worker, items: list[OutboxItem], window: int, horizon: int | None
-    ) -> tuple[int, int | None]:
-        """Deliver ``items`` with up to ``window`` in flight; return the last id done and the
-        horizon (None: read the table next).
+    @staticmethod
+    async def _idle(worker: Worker, flight: Flight | None) -> bool:
+        """Wait for a wake-up, ``flight`` open to offers meanwhile; return whether the wait
+        timed out."""
+        worker.flight = flight
+        try:  # not wait_for: on 3.11 it can lose a cancel that races the wake-up
+            async with asyncio.timeout(IDLE_RECHECK_S):
+                await worker.wake.wait()
+        except TimeoutError:
+            return True
+        except BaseException:
+            if flight is not None:  # stopping: what offers started is sent again next time
+                await asyncio.gather(*flight.cancel(), return_exceptions=True)
+            raise
+        finally:
+            worker.flight = None
+        return False
 
-        Rows offered meanwhile join the flight as they come, while there is room: a row
-        committed during a burst does not wait for the burst's last acknowledgement.
+    async def _pipeline(self, worker: Worker, flight: Flight) -> tuple[int, int | None]:
+        """Deliver ``flight``'s rows with up to its window in flight; return the last id done
+        and the horizon (None: read the table next).
+
+        While the oldest delivery is awaited, rows offered join the flight as they come
+        (``Dispatcher.offer`` starts them): a row committed during a burst waits neither for
+        the burst's last acknowledgement nor for this task to be scheduled.
         """
-        waiting = collections.deque(items)
-        flight: collections.deque[tuple[OutboxItem, asyncio.Task[None]]] = collections.deque()
-        deliver = worker.notifier.deliver
         counters = worker.counters
+        waiting, flying = flight.waiting, flight.flying
         cursor = 0
-        newest = items[-1].id  # the newest row taken
-        task: asyncio.Task[None] | None = None  # the oldest in flight, being waited for
         try:
-            while waiting or flight:
-                while waiting and len(flight) < window:
-                    item = waiting[0]
-                    if item.error is not None or item.next_attempt_at > self._clock():
-                        break  # not for the fast path: wait for the flight to land first
-                    waiting.popleft()
-                    flight.append((item, asyncio.ensure_future(deliver(item))))
-                if not flight:  # the next row waits or cannot be read: alone, as usual
+            while waiting or flying:
+                flight.launch()
+                if not flying:  # the next row waits or cannot be read: alone, as usual
                     item = waiting.popleft()
                     await self._deliver(worker, item)
                     cursor = item.id
                     counters.backlog = len(waiting)
                     continue
-                item, task = flight[0]
-                if not waiting and len(flight) < window and _may_take(worker, horizon):
-                    await _first(task, worker.wake)
-                    if not task.done():  # woken by an offer: take its rows
-                        worker.wake.clear()
-                        more, horizon = self._offered(worker, newest, horizon)
-                        if more:
-                            waiting.extend(more)
-                            newest = more[-1].id
-                        task = None
-                        continue
-                flight.popleft()
-                failure = await _outcome(task)
-                task = None
+                item, task = flying[0]
+                worker.flight = flight
+                try:
+                    flight.take()  # what was offered while this task was busy
+                    failure = await _outcome(task)
+                finally:
+                    worker.flight = None
+                flying.popleft()
                 if failure is None:
                     self._delivered(worker, item, item.attempts + 1)
                 elif isinstance(failure, DeliveryError) and failure.permanent:
@@ -280,42 +278,19 @@ class Dispatcher:
                     # Never sent: the rows after it are still in order.
                 else:
                     # Go back N: what is still in flight is sent again after this row.
-                    await asyncio.gather(*(t for _, t in flight), return_exceptions=True)
-                    waiting.extendleft(reversed([i for i, _ in flight]))
-                    flight.clear()
+                    await asyncio.gather(*(t for _, t in flying), return_exceptions=True)
+                    waiting.extendleft(reversed([i for i, _ in flying]))
+                    flying.clear()
                     due = self._failed(worker, item, item.attempts + 1, failure)
                     if due is not None:
                         await self._deliver(worker, item, attempts=item.attempts + 1, due=due)
                 cursor = item.id  # rows complete in order: all up to it are done
-                counters.backlog = len(waiting) + len(flight)
+                counters.backlog = len(waiting) + len(flying)
         finally:
-            left = [t for _, t in flight] + ([task] if task is not None else [])
-            for t in left:
-                t.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
-        return cursor, horizon
+            await asyncio.gather(*flight.cancel(), return_exceptions=True)
+        return cursor, flight.horizon
 
-    @staticmethod
-    def _offered(
-        worker: _Worker, cursor: int, horizon: int | None
-    ) -> tuple[list[OutboxItem] | None, int | None]:
-        """Return the offered rows after ``cursor`` and the new horizon; None: read instead."""
-        offers = worker.offers
-        if worker.must_read or horizon is None:
-            worker.must_read = False
-            return None, None
-        while offers and offers[0].after <= horizon:
-            offers.popleft()  # rows a read already saw
-        if offers and offers[0].before != horizon:
-            return None, None  # rows between what was seen and this offer: read them
-        items: list[OutboxItem] = []
-        while offers and offers[0].before == horizon:
-            offer = offers.popleft()
-            items.extend(item for item in offer.items if item.id > cursor)
-            horizon = offer.after
-        return items, horizon
-
-    def _read(self, worker: _Worker, after_id: int) -> tuple[int | None, list[OutboxItem]]:
+    def _read(self, worker: Worker, after_id: int) -> tuple[int | None, list[OutboxItem]]:
         """Return the horizon and up to ``BATCH`` undelivered rows after ``after_id``."""
         name = worker.notifier.name
 
@@ -327,7 +302,7 @@ class Dispatcher:
         return worker.reader.read(read)
 
     async def _deliver(
-        self, worker: _Worker, item: OutboxItem, *, attempts: int | None = None,
+        self, worker: Worker, item: OutboxItem, *, attempts: int | None = None,
         due: int | None = None,
     ) -> None:  # fmt: skip
         """Deliver ``item``, retrying until it is delivered or permanently refused.
@@ -359,12 +334,12 @@ class Dispatcher:
             self._delivered(worker, item, attempts)
             return
 
-    def _delivered(self, worker: _Worker, item: OutboxItem, attempts: int) -> None:
+    def _delivered(self, worker: Worker, item: OutboxItem, attempts: int) -> None:
         worker.counters.delivered += 1
         self._record(Delivery(item.id, "delivered", self._clock(), attempts))
 
     def _failed(
-        self, worker: _Worker, item: OutboxItem, attempts: int, exc: Exception
+        self, worker: Worker, item: OutboxItem, attempts: int, exc: Exception
     ) -> int | None:
         """Record a failed attempt; return when to try again, None when given up."""
         name, counters = worker.notifier.name, worker.counters
@@ -398,11 +373,20 @@ class Dispatcher:
             self._writer.put_deliveries([delivery])
         except Exception as exc:
             logger.warning("could not record the outcome of outbox id %d: %s", delivery.id, exc)
-        asyncio.get_running_loop().create_task(self._notify_progress())
+        if self._waiters:
+            self._progress()
 
-    async def _notify_progress(self) -> None:
-        async with self._progress:
-            self._progress.notify_all()
+    def _progress(self) -> None:
+        """Wake the waiters whose predicate now holds (a failing predicate fails its own)."""
+        counters = self.counters()
+        for predicate, future in self._waiters:
+            if future.done():
+                continue
+            try:
+                if predicate(counters):
+                    future.set_result(None)
+            except Exception as exc:
+                future.set_exception(exc)
 
     def _backoff(self, attempts: int, exc: Exception) -> float:
         if isinstance(exc, DeliveryError) and exc.retry_after is not None:
@@ -413,22 +397,6 @@ class Dispatcher:
                 return min(max(wait, 0.0), RETRY_AFTER_CAP_S)
         exponent = min(max(attempts - 1, 0), _MAX_EXPONENT)
         return float(min(self._retry_initial * 2.0**exponent, self._retry_max))
-
-
-def _may_take(worker: _Worker, horizon: int | None) -> bool:
-    """Return whether offers can be taken without reading the table first."""
-    return horizon is not None and not worker.must_read
-
-
-async def _first(task: asyncio.Task[None], wake: asyncio.Event) -> None:
-    """Wait until ``task`` is done or ``wake`` is set."""
-    if wake.is_set():
-        return
-    waiter = asyncio.ensure_future(wake.wait())
-    try:
-        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
 
 
 async def _outcome(task: asyncio.Task[None]) -> Exception | None:
