@@ -166,6 +166,25 @@ def test_every_part_is_valid_html_within_the_limit_and_nothing_is_lost(
     assert squeeze.sub("", "".join(plain(p) for p in parts)) == squeeze.sub("", plain(text))
 
 
+_SCRAPS = st.lists(
+    st.sampled_from(["<b>", "</b>", "<i>", "</i>", '<a href="y">', "</a>", "<", ">", "&",
+                     "&amp;", "&#8805;", " ", "\n", "\t", "x", "é", "🚀", "word"]),
+    max_size=60,
+).map("".join)  # fmt: skip
+"""Texts with stray ``<`` and ``&``, unclosed and unopened tags, blanks only."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(html_texts(), _SCRAPS), st.integers(0, 2))
+def test_a_text_within_a_third_of_the_limit_comes_back_as_the_full_split_has_it(
+    text: str, slack: int
+) -> None:
+    from pairwatch.notifiers.telegram_html import _split
+
+    limit = max(3 * utf16(text) + slack, 256)
+    assert split_html(text, limit) == _split(text, limit)
+
+
 # --- the plain-text fallback ------------------------------------------------------------
 
 
