@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import sqlite3
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from pairwatch.analytics.symbol_metrics import SYMBOL_METRICS, symbol_metrics
 from pairwatch.config.load import load_settings
 from pairwatch.daemon import store_reads
 from pairwatch.daemon.analytics import AnalyticsStage, pair_specs
-from pairwatch.daemon.service import Daemon
+from pairwatch.daemon.service import SWITCH_INTERVAL_S, Daemon
 from pairwatch.daemon.sources.simulator import Simulator, SimulatorOptions
 from pairwatch.events import PairSnapshot, SymbolSnapshot
 from support.oracle import read_frames_with_json
@@ -298,3 +299,20 @@ async def test_a_restart_continues_every_metric_exactly_kalman_included(tmp_path
         np.testing.assert_array_equal(rows["ts"], expected["ts"])
         for name in (*METRICS, *KALMAN_METRICS, "max_abs_zscore"):
             assert_close(rows[name], expected[name], name)
+
+
+async def test_the_daemon_runs_with_a_1_ms_switch_interval_and_restores_it(
+    tmp_path: Path,
+) -> None:
+    before = sys.getswitchinterval()
+    options = SimulatorOptions(mode="recorded", files=FILES, speed=None)
+    async with Simulator(options) as sim:
+        daemon = Daemon(load_settings(write_config(tmp_path / "p.toml", tmp_path, sim.url)))
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        await asyncio.wait_for(daemon.ready.wait(), 30)
+        running = sys.getswitchinterval()
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    assert running == SWITCH_INTERVAL_S == 0.001
+    assert sys.getswitchinterval() == before == 0.005

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,15 @@ TICK_SECONDS = 0.25
 FEED_STATS_SECONDS = 60.0
 ALERT_CLOCK_SECONDS = 1.0
 """Rules on health values and stale targets are evaluated this often."""
+SWITCH_INTERVAL_S = 0.001
+"""The GIL switch interval while the daemon runs (Python's default is 5 ms).
+
+The event loop and the store writer thread share the GIL: the writer gives it up around
+every SQLite statement and waits to get it back, and at a bar close the loop is busy, so
+each statement of an alert's transaction waited up to one interval. At 1 ms the bar close
+→ MQTT publish p99 of ``benchmarks/fanout.py`` went from 32.6 to 27.5 ms and from 36.2 to
+29.7 ms (two A/B series of 3 runs each).
+"""
 
 
 def wall_clock_ms() -> int:
@@ -113,6 +123,8 @@ class Daemon:
         async with contextlib.AsyncExitStack() as stack:
             # Each release is pushed as its resource is acquired; they run in reverse order,
             # after a failed start as at shutdown: what is pushed first is released last.
+            stack.callback(sys.setswitchinterval, sys.getswitchinterval())
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
             writer = self.writer = Writer(
                 settings.db_path,
                 batch_max_rows=settings.storage.batch_max_rows,
