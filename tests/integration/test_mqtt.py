@@ -312,6 +312,44 @@ async def test_snapshots_coalesce_to_the_latest_while_the_broker_is_down(
     }  # fmt: skip
 
 
+async def test_snapshots_wait_for_the_bar_close_to_settle_then_go_out_together(
+    broker: Mosquitto,
+) -> None:
+    # Alerts first: the snapshots of a bar close's pairs come over some tens of ms, and
+    # sending them meanwhile delayed the alerts of the same bar close.
+    link = fast_link(mqtt(broker))
+    publisher = MqttPublisher(link, settle=1.0, max_settle=10.0)
+    topics = [f"{PREFIX}/analytics/{y}-BTCUSDT/1m/30" for y in ("ETHUSDT", "SOLUSDT")]
+    async with running(link, publisher.run()), Subscriber(broker.port, topics) as live:
+        assert await link.wait_connected(10)
+        publisher.on_snapshots([snapshot(T0, z=1.0)], [])
+        await asyncio.sleep(0.1)  # a gap within the settle time (not a synchronization)
+        assert publisher.published == 0
+        publisher.on_snapshots([snapshot(T0, z=2.0, y="SOLUSDT")], [])
+        for topic in topics:
+            await live.wait_on(topic)
+    assert publisher.counters()["published"] == 2
+
+
+async def test_snapshots_that_never_pause_are_still_sent_after_the_longest_settle(
+    broker: Mosquitto,
+) -> None:
+    link = fast_link(mqtt(broker))
+    publisher = MqttPublisher(link, settle=0.3, max_settle=0.8)
+    loop = asyncio.get_running_loop()
+    first: float | None = None
+    async with running(link, publisher.run()):
+        assert await link.wait_connected(10)
+        start = loop.time()
+        for n in range(40):  # a value every 0.1 s for 4 s: never 0.3 s of quiet
+            publisher.on_snapshots([snapshot(T0 + n * 60_000, z=n)], [])
+            await asyncio.sleep(0.1)
+            if publisher.published and first is None:
+                first = loop.time() - start
+    assert first is not None
+    assert 0.5 < first < 3.5  # at the longest settle, while the values still came
+
+
 class Watched:
     """The real MQTT notifier, with an event per failed attempt for the test to await."""
 
