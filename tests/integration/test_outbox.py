@@ -632,3 +632,33 @@ def test_an_offer_holds_exactly_what_a_worker_would_read_back(db: Path) -> None:
         assert sorted(read, key=lambda i: i.id) == [*first.items, *again.items]
     finally:
         conn.close()
+
+
+def test_a_payload_shared_by_two_notifiers_is_stored_as_if_encoded_for_each(db: Path) -> None:
+    import json
+
+    from pairwatch.daemon.alert_rows import insert_outbox, outbox_rows
+
+    payload = alert_event_payload(event(0))  # one event's payload, routed to two notifiers
+    notes = [
+        Notification(event(0).key, "test", {}, payload),
+        Notification(event(0).key, "other", {"chat": "42", "a": "b"}, payload),
+        note(1),
+    ]
+    rows = outbox_rows(notes, T0)
+    assert [r[2:4] for r in rows] == [
+        (
+            json.dumps(dict(n.route), sort_keys=True, separators=(",", ":")),
+            json.dumps(n.payload, separators=(",", ":"), allow_nan=False),
+        )
+        for n in notes
+    ]
+    conn = open_store(db)
+    try:
+        with conn:
+            offer = insert_outbox(conn, notes, T0)
+        read = load_pending_outbox(conn, "test") + load_pending_outbox(conn, "other")
+        assert sorted(read, key=lambda i: i.id) == list(offer.items)
+        assert [i.route for i in offer.items] == [{}, {"a": "b", "chat": "42"}, {}]
+    finally:
+        conn.close()

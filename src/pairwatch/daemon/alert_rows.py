@@ -239,7 +239,7 @@ def event_rows(events: Iterable[tuple[AlertEvent, bool]], now: int) -> list[Row]
             json.dumps(
                 {k: v for k, v in e.values.items() if math.isfinite(v)}, separators=(",", ":")
             ),
-            json.dumps(e.labels, separators=(",", ":")),
+            json.dumps(e.labels, separators=(",", ":")) if e.labels else "{}",
             int(e.notify),
             e.since,
             int(silenced),
@@ -250,11 +250,24 @@ def event_rows(events: Iterable[tuple[AlertEvent, bool]], now: int) -> list[Row]
 
 
 def outbox_rows(notifications: Iterable[Notification], now: int) -> list[Row]:
-    """Return notifications as ``INSERT_OUTBOX`` parameters (due at once)."""
-    return [(n.key, n.notifier, _route_json(n), _payload_json(n), now, now) for n in notifications]
+    """Return notifications as ``INSERT_OUTBOX`` parameters (due at once).
+
+    The notifications of one event to several notifiers share its payload: it is encoded
+    once (the store writer does this while holding the GIL the event loop waits for).
+    """
+    encoded: dict[int, tuple[object, str]] = {}  # the payload is held: its id stays its own
+    rows: list[Row] = []
+    for n in notifications:
+        held = encoded.get(id(n.payload))
+        if held is None:
+            held = encoded[id(n.payload)] = (n.payload, _payload_json(n))
+        rows.append((n.key, n.notifier, _route_json(n), held[1], now, now))
+    return rows
 
 
 def _route_json(n: Notification) -> str:
+    if not n.route:
+        return "{}"  # the notifier's defaults: most rows
     return json.dumps(dict(n.route), sort_keys=True, separators=(",", ":"))
 
 
@@ -373,7 +386,8 @@ def _items(rows: Iterable[Sequence[Any]]) -> list[OutboxItem]:
     for i, key, n, route, payload, created, attempts, due in rows:
         error = None
         try:
-            route_data, payload_data = json.loads(route), json.loads(payload)
+            route_data = {} if route == "{}" else json.loads(route)
+            payload_data = json.loads(payload)
             if not isinstance(route_data, dict) or not isinstance(payload_data, dict):
                 raise ValueError("not a JSON object")
         except (ValueError, TypeError) as exc:
