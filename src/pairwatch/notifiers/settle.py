@@ -1,0 +1,27 @@
+"""Wait for a burst to settle: until an event stayed clear for a quiet time, with a cap.
+
+A bar close hands over its pairs' snapshots and alerts over some tens of milliseconds. What
+shares the event loop, the GIL and the two cores with the MQTT alerts — the retained
+analytics snapshots, Telegram's sends (~2 ms of loop each) — waits until the burst is
+over, so the alerts go first; the cap keeps a stream without pauses flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def settle(wake: asyncio.Event, quiet: float, most: float) -> None:
+    """Return once ``wake`` was not set for ``quiet`` seconds, or ``most`` seconds passed.
+
+    ``wake`` is cleared as it is waited on: set it for each new value of the burst.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + most
+    while (left := deadline - loop.time()) > 0:
+        wake.clear()
+        try:
+            async with asyncio.timeout(min(quiet, left)):
+                await wake.wait()
+        except TimeoutError:
+            return
