@@ -662,25 +662,3 @@ def test_a_payload_shared_by_two_notifiers_is_stored_as_if_encoded_for_each(db: 
         assert [i.route for i in offer.items] == [{}, {"a": "b", "chat": "42"}, {}]
     finally:
         conn.close()
-
-
-async def test_a_settling_notifier_starts_once_the_burst_of_offers_is_over(
-    db: Path, writer: Writer
-) -> None:
-    notifier = Scripted()
-    notifier.settle = 1.0  # type: ignore[attr-defined]
-    notifier.expected = 2
-    dispatcher = Idling([notifier], db, writer)
-    offers_to(dispatcher, writer)
-    task = asyncio.create_task(dispatcher.run())
-    try:
-        await asyncio.wait_for(dispatcher.idle.wait(), 10)
-        store(writer, [note(0)])
-        await asyncio.sleep(0.2)  # a gap within the settle time (not a synchronization)
-        assert notifier.attempts == []
-        store(writer, [note(1)])
-        await asyncio.wait_for(notifier.done.wait(), 10)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert notifier.delivered == [event(0).key, event(1).key]

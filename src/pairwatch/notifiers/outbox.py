@@ -48,7 +48,6 @@ from pairwatch.daemon.alert_rows import (
 )
 from pairwatch.daemon.store import ReadConnection
 from pairwatch.notifiers.outbox_flight import Flight, NotifierCounters, Worker, offered
-from pairwatch.notifiers.settle import settle
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +56,6 @@ BATCH = 100
 
 IDLE_RECHECK_S = 5.0
 """An idle worker reads the outbox again this often even without a wake-up (a safety net)."""
-
-MAX_SETTLE_S = 0.25
-"""Longest a settling worker waits after the first offer of a burst."""
 
 MAX_OFFERS = 1000
 """Offers a busy worker keeps; beyond, they are dropped and it reads the table instead."""
@@ -91,10 +87,7 @@ class Notifier(Protocol):
     """Something that delivers outbox rows: the log, Telegram, MQTT, a webhook.
 
     It may also have an ``int`` attribute ``window``: deliveries it takes in flight at
-    once, in order (module docstring); 1 when absent; and a ``float`` attribute
-    ``settle``: seconds without a new offer its idle worker waits for before it starts
-    (``settle.settle``, at most ``MAX_SETTLE_S``): a notifier whose sends cost the loop
-    much lets the alerts of a bar close go to the others first; 0 when absent.
+    once, in order (module docstring); 1 when absent.
     """
 
     name: str
@@ -203,7 +196,6 @@ class Dispatcher:
     async def _work(self, worker: Worker) -> None:
         name = worker.notifier.name
         window = max(int(getattr(worker.notifier, "window", 1)), 1)
-        quiet = float(getattr(worker.notifier, "settle", 0.0))
         cursor = 0  # the id of the last row delivered or given up: never read again
         horizon: int | None = None  # every row up to this id is seen (None: not known)
         while True:
@@ -219,8 +211,6 @@ class Dispatcher:
                     cursor, horizon = await self._pipeline(worker, idle)
                 elif timed_out:
                     horizon = None  # the safety net: read the table again
-                elif quiet > 0:  # the first offer of a burst: let the burst settle first
-                    await settle(worker.wake, quiet, MAX_SETTLE_S)
                 continue
             worker.counters.backlog = len(items)
             if window > 1:

@@ -1,9 +1,9 @@
 """Wait for a burst to settle: until an event stayed clear for a quiet time, with a cap.
 
-A bar close hands over its pairs' snapshots and alerts over some tens of milliseconds. What
-shares the event loop, the GIL and the two cores with the MQTT alerts — the retained
-analytics snapshots, Telegram's sends (~2 ms of loop each) — waits until the burst is
-over, so the alerts go first; the cap keeps a stream without pauses flowing.
+A bar close hands over its pairs' snapshots and alerts over some tens of milliseconds; the
+retained analytics snapshots, which share the event loop, the GIL and the cores with the
+alerts, wait until the burst is over (``mqtt_publish``), so the alerts go first; the cap
+keeps a stream without pauses flowing.
 """
 
 from __future__ import annotations

@@ -94,9 +94,6 @@ class TelegramNotifier:
     """
 
     name = NAME
-    settle = 0.03
-    """An idle worker starts 30 ms after the last offer of a burst (``outbox``): a send
-    costs the event loop ~2 ms, and the alerts of a bar close go to MQTT first."""
 
     def __init__(
         self,
