@@ -79,7 +79,7 @@ def _whole(text: str) -> list[str]:
     the limit; a closing tag is at most twice as long as its opening tag, so within a
     third of the limit no prefix gets there. One message then: the text, its trailing
     blanks dropped and its open tags closed. (Tokenizing an alert costs ~0.15 ms of the
-    event loop per message; this path, ~5 µs.)
+    event loop per message; this path, ~11 µs.)
     """
     stack: list[tuple[str, str]] = []
     for tag in _TAGS.findall(text):
