@@ -33,7 +33,6 @@ from pairwatch.notifiers.mqtt_format import (
     selected_pairs,
     symbol_payload,
 )
-from pairwatch.notifiers.settle import settle
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +192,7 @@ class MqttPublisher:
             self._wake.clear()
             if not self._link.connected:
                 continue  # woken again by the link's next "connected"
-            await settle(self._wake, self._settle_s, self._max_settle_s)
+            await self._settle()
             try:
                 if self._discovery_due:
                     await self._send_discovery()
@@ -211,6 +210,21 @@ class MqttPublisher:
         except (TimeoutError, MqttUnavailableError):
             return False
         return not self._pending
+
+    async def _settle(self) -> None:
+        """Return once no value came for ``settle`` seconds, or ``max_settle`` passed.
+
+        ``_wake`` is cleared as it is waited on: every value taken sets it again.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_settle_s
+        while (left := deadline - loop.time()) > 0:
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(min(self._settle_s, left)):
+                    await self._wake.wait()
+            except TimeoutError:
+                return
 
     def _took(self, before: int, taken: int) -> None:
         if taken:
